@@ -1,0 +1,1 @@
+"""edgeloop calibration layer."""

@@ -1,0 +1,1 @@
+"""edgeloop perception layer."""

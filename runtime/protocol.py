@@ -1,0 +1,244 @@
+"""The edgeloop command protocol (docs/protocol.md): msgpack maps over ZeroMQ, one frame per message.
+
+Every message is a msgpack map with at least ``v`` (protocol version), ``type`` and ``seq``. Stamps are
+integer nanoseconds since the Unix epoch (``time.time_ns()``). Never pickle: decoding accepts only
+msgpack maps of plain types and validates every field before anything acts on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# Default endpoints: the controller binds, the runtime connects. Loopback unless configured.
+DEFAULT_COMMAND_ENDPOINT = "tcp://127.0.0.1:5555"  # runtime PUB -> controller SUB (command, stop, heartbeat)
+DEFAULT_STATE_ENDPOINT = "tcp://127.0.0.1:5556"  # controller PUB -> runtime SUB (state, heartbeat)
+DEFAULT_FRAME_ENDPOINT = "tcp://127.0.0.1:5557"  # controller PUB -> runtime SUB (frame)
+DEFAULT_GOAL_ENDPOINT = "tcp://127.0.0.1:5558"  # runtime binds PULL <- any client PUSH (goal)
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be accepted; the text names the field at fault."""
+
+
+@dataclass
+class Command:
+    seq: int
+    action: np.ndarray  # float64, one value per action dimension (joint velocity, rad/s)
+    stamp_capture: int  # ns: capture stamp of the frame this command was planned from
+    stamp_send: int  # ns: when the runtime sent it
+    ttl_ms: float  # the controller discards the command once stamp_send + ttl is in the past
+    type: str = field(default="command", init=False)
+
+
+@dataclass
+class Stop:
+    seq: int
+    stamp_send: int
+    reason: str
+    type: str = field(default="stop", init=False)
+
+
+@dataclass
+class Heartbeat:
+    seq: int
+    stamp_send: int
+    sender: str
+    type: str = field(default="heartbeat", init=False)
+
+
+@dataclass
+class State:
+    seq: int
+    stamp: int  # ns: when the state was measured
+    q: np.ndarray  # joint positions
+    dq: np.ndarray  # joint velocities
+    ee: np.ndarray  # end-effector position (controller frame); may be empty when unknown
+    stopped: bool  # True while the controller holds the robot still (stop or watchdog)
+    last_command_seq: int  # seq of the last command applied, -1 if none
+    type: str = field(default="state", init=False)
+
+
+@dataclass
+class Frame:
+    seq: int
+    stamp: int  # ns: capture stamp
+    image: np.ndarray  # uint8 BGR, (height, width, 3)
+    type: str = field(default="frame", init=False)
+
+
+@dataclass
+class Goal:
+    seq: int
+    stamp_send: int
+    image: np.ndarray | None  # uint8 BGR goal view, or None
+    state: np.ndarray | None  # goal joint positions, or None
+    type: str = field(default="goal", init=False)
+
+
+Message = Command | Stop | Heartbeat | State | Frame | Goal
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _image_fields(image: np.ndarray) -> dict[str, Any]:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ProtocolError(f"image must be uint8 (height, width, 3), got {image.dtype} {image.shape}")
+    return {
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "encoding": "bgr8",
+        "data": np.ascontiguousarray(image).tobytes(),
+    }
+
+
+def encode(message: Message) -> bytes:
+    """Serialize one message to a single msgpack frame."""
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": message.type, "seq": int(message.seq)}
+    if isinstance(message, Command):
+        body |= {
+            "action": _floats(message.action),
+            "stamp_capture": int(message.stamp_capture),
+            "stamp_send": int(message.stamp_send),
+            "ttl_ms": float(message.ttl_ms),
+        }
+    elif isinstance(message, Stop):
+        body |= {"stamp_send": int(message.stamp_send), "reason": str(message.reason)}
+    elif isinstance(message, Heartbeat):
+        body |= {"stamp_send": int(message.stamp_send), "sender": str(message.sender)}
+    elif isinstance(message, State):
+        body |= {
+            "stamp": int(message.stamp),
+            "q": _floats(message.q),
+            "dq": _floats(message.dq),
+            "ee": _floats(message.ee),
+            "stopped": bool(message.stopped),
+            "last_command_seq": int(message.last_command_seq),
+        }
+    elif isinstance(message, Frame):
+        body |= {"stamp": int(message.stamp)} | _image_fields(message.image)
+    elif isinstance(message, Goal):
+        body["stamp_send"] = int(message.stamp_send)
+        if message.image is not None:
+            body["image"] = _image_fields(message.image)
+        if message.state is not None:
+            body["state"] = _floats(message.state)
+    else:  # pragma: no cover - the union is closed
+        raise ProtocolError(f"unknown message class {type(message).__name__}")
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in body:
+        raise ProtocolError(f"{where}: missing field '{key}'")
+    value = body[key]
+    # bool is an int subclass; never accept it where a number is expected
+    if isinstance(value, bool) and kind is not bool:
+        raise ProtocolError(f"{where}: field '{key}' must be {_kind_name(kind)}, got bool")
+    if not isinstance(value, kind):
+        raise ProtocolError(f"{where}: field '{key}' must be {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def _vector(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
+    values = _get(body, key, list, where)
+    if not values and not allow_empty:
+        raise ProtocolError(f"{where}: field '{key}' is empty")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ProtocolError(f"{where}: field '{key}' must hold numbers")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ProtocolError(f"{where}: field '{key}' holds a non-finite value")
+    return array
+
+
+def _image(body: dict[str, Any], where: str) -> np.ndarray:
+    width = _get(body, "width", int, where)
+    height = _get(body, "height", int, where)
+    encoding = _get(body, "encoding", str, where)
+    data = _get(body, "data", bytes, where)
+    if encoding != "bgr8":
+        raise ProtocolError(f"{where}: field 'encoding' must be 'bgr8', got {encoding!r}")
+    if width <= 0 or height <= 0 or len(data) != width * height * 3:
+        raise ProtocolError(f"{where}: 'data' has {len(data)} bytes, expected width*height*3 = {width * height * 3}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+
+
+def decode(payload: bytes) -> Message:
+    """Parse and validate one message. Raises ProtocolError naming the fault; never executes data."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"not a msgpack message: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError(f"message must be a msgpack map, got {type(body).__name__}")
+    version = body.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"field 'v': unsupported protocol version {version!r} (expected {PROTOCOL_VERSION})")
+    kind = _get(body, "type", str, "message")
+    seq = _get(body, "seq", int, kind)
+    if kind == "command":
+        ttl = float(_get(body, "ttl_ms", (int, float), kind))
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ProtocolError("command: field 'ttl_ms' must be a positive number")
+        return Command(
+            seq=seq,
+            action=_vector(body, "action", kind),
+            stamp_capture=_get(body, "stamp_capture", int, kind),
+            stamp_send=_get(body, "stamp_send", int, kind),
+            ttl_ms=ttl,
+        )
+    if kind == "stop":
+        return Stop(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), reason=_get(body, "reason", str, kind))
+    if kind == "heartbeat":
+        return Heartbeat(
+            seq=seq, stamp_send=_get(body, "stamp_send", int, kind), sender=_get(body, "sender", str, kind)
+        )
+    if kind == "state":
+        return State(
+            seq=seq,
+            stamp=_get(body, "stamp", int, kind),
+            q=_vector(body, "q", kind),
+            dq=_vector(body, "dq", kind),
+            ee=_vector(body, "ee", kind, allow_empty=True),
+            stopped=_get(body, "stopped", bool, kind),
+            last_command_seq=_get(body, "last_command_seq", int, kind),
+        )
+    if kind == "frame":
+        return Frame(seq=seq, stamp=_get(body, "stamp", int, kind), image=_image(body, kind))
+    if kind == "goal":
+        image = _image(_get(body, "image", dict, kind), "goal.image") if "image" in body else None
+        state = _vector(body, "state", kind) if "state" in body else None
+        if image is None and state is None:
+            raise ProtocolError("goal: needs 'image', 'state' or both")
+        return Goal(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), image=image, state=state)
+    raise ProtocolError(f"field 'type': unknown message type {kind!r}")
+
+
+def is_expired(command: Command, now: int | None = None) -> bool:
+    """True once the command's time-to-live has passed on the receiver's clock."""
+    now = now_ns() if now is None else now
+    return now - command.stamp_send > command.ttl_ms * 1e6
