@@ -1,0 +1,59 @@
+"""The world model over inference engines: encode observations, roll latents forward under actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from perception.engines import create_engine
+from perception.manifest import Manifest
+from perception.preprocess import Preprocessor
+
+# Tensor names fixed by the model manifest contract (docs/model-manifest.md).
+ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
+PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
+
+
+class WorldModel:
+    """Encoder + action-conditioned predictor from one manifest, on one backend."""
+
+    def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch"] = "onnxruntime",
+                 threads: int = 1) -> None:
+        self.manifest = manifest
+        self.encoder = create_engine(manifest, "encoder", backend=backend, threads=threads)
+        self.predictor = create_engine(manifest, "predictor", backend=backend, threads=threads)
+        self.backend = self.encoder.backend
+        self.preprocess = Preprocessor(manifest.image)
+        self.latent_dim = manifest.latent_dim
+        self.visual_dim = manifest.visual_dim
+        self.action_dim = manifest.action_dim
+        self.action_low = np.asarray(manifest.action_low, dtype=np.float32)
+        self.action_high = np.asarray(manifest.action_high, dtype=np.float32)
+        self._proprio = np.zeros((1, manifest.proprio_dim), dtype=np.float32)
+
+    def encode(self, frame_bgr: np.ndarray, proprio: np.ndarray | None) -> np.ndarray:
+        """Latent (latent_dim,) of one BGR frame and its proprio vector (zeros when unknown)."""
+        if proprio is None:
+            self._proprio.fill(0.0)
+        else:
+            self._proprio[0] = proprio
+        out = self.encoder.run({ENCODER_IMAGE: self.preprocess(frame_bgr)[None] if frame_bgr.ndim == 3 else
+                                self.preprocess(frame_bgr), ENCODER_PROPRIO: self._proprio})
+        return out[ENCODER_LATENT][0]
+
+    def encode_goal_image(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Visual latent (visual_dim,) of a goal view; goals carry no robot state."""
+        return self.encode(frame_bgr, None)[: self.visual_dim].copy()
+
+    def load_goal_image(self, path: str | Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"goal image {path}: missing or not a readable image")
+        return self.encode_goal_image(image)
+
+    def predict(self, latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """One batched predictor step: latents (N, Z) and physical actions (N, A) -> next latents (N, Z)."""
+        return self.predictor.run({PREDICTOR_LATENT: latents, PREDICTOR_ACTION: actions})[PREDICTOR_NEXT]

@@ -1,0 +1,113 @@
+"""The `edgeloop` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtime.cli_controller import controller_sim
+from runtime.cli_model import goals, record, train
+
+app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
+                  no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Validate configs and export their JSON Schema.", no_args_is_help=True)
+controller_app = typer.Typer(help="Controller processes that speak docs/protocol.md.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(controller_app, name="controller")
+controller_app.command("sim")(controller_sim)
+app.command("record")(record)
+app.command("train")(train)
+app.command("goals")(goals)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config YAML.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: dotted.key=value (repeatable).")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _stop_on_signals(stop: object) -> None:
+    """SIGINT/SIGTERM end the loop cleanly: stop sent, sockets closed, summary written, exit 0."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def run(config: ConfigOption, set_: SetOption = None) -> None:
+    """Run the control loop: source -> encode -> plan -> safety filter -> command."""
+    from perception.manifest import ManifestError
+    from runtime.config import ConfigError, load_config
+    from runtime.loop import ControlLoop
+    from runtime.recording import RecordingError
+
+    try:
+        loop = ControlLoop(load_config(config, set_ or []))
+    except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    _stop_on_signals(loop.stop_requested)
+    try:
+        loop.run()
+    finally:
+        summary = loop.close()
+    typer.echo(json.dumps({k: summary[k] for k in ("loop_hz", "tick_ms", "counters", "run_dir")}))
+
+
+@app.command()
+def demo(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    goals_: Annotated[int, typer.Option("--goals", help="How many held-out goals to drive to.")] = 10,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    tolerance_m: Annotated[float, typer.Option(help="End-effector distance that counts as reached.")] = 0.05,
+    goal_timeout_s: Annotated[float, typer.Option(help="Give up on a goal after this long.")] = 10.0,
+    set_: SetOption = None,
+) -> None:
+    """Start the sim controller and drive the arm to held-out goal images, closed loop."""
+    from runtime.config import ConfigError
+    from runtime.demo import DemoError, run_demo
+
+    try:
+        result = run_demo(config, goals_, set_ or [], tolerance_m=tolerance_m, goal_timeout_s=goal_timeout_s,
+                          verbose=not json_)
+    except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    reached = sum(g["reached"] for g in result["goals"])
+    typer.echo(f"reached {reached}/{len(result['goals'])} goals ({result['success_rate']:.0%}) within "
+               f"{result['tolerance_m'] * 100:.0f} cm | loop {result['loop_hz']:.1f} Hz | tick p50 "
+               f"{result['tick_ms']['p50']:.1f} ms p99 {result['tick_ms']['p99']:.1f} ms | plan p50 "
+               f"{result['plan_ms_p50']:.1f} ms | backend {result['backend']} | run {result['run_dir']}")
+
+
+@config_app.command("validate")
+def config_validate(file: Path, set_: SetOption = None) -> None:
+    """Exit 0 if FILE is a valid run config, else print every error with its key path and exit 2."""
+    from runtime.config import ConfigError, load_config
+
+    try:
+        load_config(file, set_ or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"{file}: valid")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the run config's JSON Schema."""
+    from runtime.config import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,152 @@
+"""The run configuration: one typed schema for live, replay and sim runs (configs/*.yaml).
+
+Unknown keys and bad values are refused with the dotted key path and the file they came from.
+`--set dotted.key=value` overrides are applied before validation, so they are checked the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from planning.settings import PlannerSettings
+from runtime import protocol
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the text names the file and the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    manifest: Path = Field(Path("models/demo/manifest.json"), description="Model manifest.json to run.")
+    backend: Literal["onnxruntime", "torch"] = Field("onnxruntime", description="Inference backend.")
+    threads: int = Field(1, ge=1, le=64, description="Intra-op threads per engine.")
+
+
+class SourceSection(_Section):
+    uri: str = Field(
+        "zmq://127.0.0.1:5557",
+        description="Frame source: file:VIDEO, images:DIR, mcap:FILE, v4l2:DEVICE, gst:PIPELINE or zmq://HOST:PORT.",
+    )
+    pace: Literal["realtime", "fast"] = Field("realtime", description="Recorded sources: wall-clock pacing or as fast as read.")
+    loop: bool = Field(True, description="Recorded sources: start over at the end.")
+    frame_timeout_ms: float = Field(
+        500.0, gt=0, description="No new frame for this long: the loop sends stop instead of planning on a stale view."
+    )
+
+
+class LinkSection(_Section):
+    command_endpoint: str = Field(protocol.DEFAULT_COMMAND_ENDPOINT, description="Controller's command socket (runtime connects a PUB).")
+    state_endpoint: str = Field(protocol.DEFAULT_STATE_ENDPOINT, description="Controller's state socket (runtime connects a SUB).")
+    command_ttl_ms: float = Field(200.0, gt=0, description="Time-to-live stamped on each command.")
+    state_timeout_ms: float = Field(
+        500.0, gt=0, description="No controller state for this long: count missing state and send stop."
+    )
+
+
+class LoopSection(_Section):
+    rate_hz: float = Field(20.0, gt=0, le=1000, description="Control rate.")
+    deadline_ms: float | None = Field(
+        None, gt=0, description="A tick longer than this counts as a deadline miss (default: one period)."
+    )
+    duration_s: float | None = Field(None, gt=0, description="Stop after this long (default: until SIGINT/SIGTERM).")
+    status_line: bool = Field(True, description="Show a live status line on a terminal.")
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+    @property
+    def deadline_s(self) -> float:
+        return self.deadline_ms / 1000.0 if self.deadline_ms is not None else self.period_s
+
+
+class GoalSection(_Section):
+    image: Path | None = Field(Path("models/demo/goals/goal_000.png"), description="Goal image file (BGR/PNG/JPEG).")
+
+
+class SafetySection(_Section):
+    max_rate: float = Field(
+        40.0, gt=0, description="Largest change of any action dimension per second (action units/s)."
+    )
+
+
+class RunConfig(_Section):
+    """Everything one `edgeloop run` needs. Relative paths resolve against the working directory."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    source: SourceSection = Field(default_factory=SourceSection)
+    link: LinkSection = Field(default_factory=LinkSection)
+    loop: LoopSection = Field(default_factory=LoopSection)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    goal: GoalSection = Field(default_factory=GoalSection)
+    safety: SafetySection = Field(default_factory=SafetySection)
+    record: bool = Field(False, description="Write the run (frames, state, latents, plans, commands) to MCAP.")
+    runs_dir: Path = Field(Path("runs"), description="Where runs/<id>/summary.json and recordings go.")
+
+
+def _format_errors(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{origin}: {path}: {message}")
+    return "\n".join(lines)
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: '{part}' is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({exc})") from exc
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a config file (None: defaults only)."""
+    origin = str(path) if path is not None else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from exc
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML, loadable by load_config."""
+    return yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
+
+
+def json_schema() -> dict[str, Any]:
+    return RunConfig.model_json_schema()
