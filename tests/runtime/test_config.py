@@ -1,0 +1,99 @@
+"""Run config: the shipped configs validate; bad files, keys and values are refused naming the key path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.cli import app
+from runtime.config import ConfigError, dump_config, json_schema, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "replay.yaml"])
+def test_shipped_configs_validate(name: str) -> None:
+    config = load_config(ROOT / "configs" / name)
+    assert config.model.manifest == Path("models/demo/manifest.json")
+
+
+def test_overrides_apply_and_are_validated() -> None:
+    config = load_config(None, ["planner.samples=64", "planner.elites=8", "loop.rate_hz=30"])
+    assert (config.planner.samples, config.planner.elites, config.loop.rate_hz) == (64, 8, 30.0)
+    with pytest.raises(ConfigError, match=r"planner\.samples"):
+        load_config(None, ["planner.samples=0"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(None, ["planner.samples"])
+
+
+def test_unknown_key_is_named_with_its_path_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("planner:\n  sampels: 10\nloop:\n  rate_hz: -5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    text = str(error.value)
+    assert f"{path}: planner.sampels: unknown key" in text
+    assert f"{path}: loop.rate_hz:" in text
+
+
+def test_elites_may_not_exceed_samples() -> None:
+    with pytest.raises(ConfigError, match=r"elites \(20\) must not exceed samples \(10\)"):
+        load_config(None, ["planner.samples=10", "planner.elites=20"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("planner: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "top level must be a mapping")],
+)
+def test_malformed_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    config = load_config(ROOT / "configs" / "demo.yaml", ["planner.horizon=7"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+def test_cli_validate_and_schema(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["config", "validate", str(ROOT / "configs" / "demo.yaml")])
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loop:\n  rate_hz: fast\n")
+    refused = runner.invoke(app, ["config", "validate", str(bad)])
+    assert refused.exit_code != 0
+    assert "loop.rate_hz" in refused.output
+    schema = runner.invoke(app, ["config", "schema"])
+    assert json.loads(schema.output)["title"] == "RunConfig"
+    assert "planner" in json_schema()["properties"]
+
+
+def _key_paths(schema: dict, node: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for name, prop in node.get("properties", {}).items():
+        ref = prop.get("$ref") or next((s.get("$ref") for s in prop.get("anyOf", []) if "$ref" in s), None)
+        if ref:
+            paths += _key_paths(schema, schema["$defs"][ref.split("/")[-1]], f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def test_every_config_key_is_documented() -> None:
+    schema = json_schema()
+    documented = (ROOT / "docs" / "config.md").read_text()
+    missing = [path for path in _key_paths(schema, schema) if f"`{path}`" not in documented]
+    assert not missing, f"docs/config.md lacks: {missing}"

@@ -1,0 +1,198 @@
+"""The control loop end to end: real sim controller, real ZeroMQ, real ONNX Runtime, the shipped model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.config import RunConfig, load_config
+from runtime.link import RuntimeLink
+from runtime.loop import ControlLoop
+from runtime.recording import iter_messages
+from runtime.sim.controller import SimControllerSettings, run_sim_controller
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "models" / "demo" / "manifest.json"
+GOAL = ROOT / "models" / "demo" / "goals" / "goal_000.png"
+ANY = "tcp://127.0.0.1:*"
+
+
+class SimControllerThread:
+    """run_sim_controller in a background thread, restartable on the endpoints it first bound."""
+
+    def __init__(self, endpoints: dict[str, str] | None = None, watchdog_ms: float = 300.0) -> None:
+        endpoints = endpoints or {"command": ANY, "state": ANY, "frame": ANY}
+        self.settings = SimControllerSettings(command_endpoint=endpoints["command"],
+                                              state_endpoint=endpoints["state"],
+                                              frame_endpoint=endpoints["frame"], watchdog_ms=watchdog_ms)
+        self.stop_event = threading.Event()
+        ready = threading.Event()
+        self.endpoints: dict[str, str] = {}
+        self.counters: dict[str, int] = {}
+
+        def on_ready(bound: dict[str, str]) -> None:
+            self.endpoints = bound
+            ready.set()
+
+        def target() -> None:
+            self.counters = run_sim_controller(self.settings, self.stop_event, on_ready)
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+        assert ready.wait(30), "sim controller did not bind"
+
+    def stop(self) -> dict[str, int]:
+        self.stop_event.set()
+        self.thread.join(10)
+        return self.counters
+
+
+@pytest.fixture
+def controller() -> Iterator[SimControllerThread]:
+    sim = SimControllerThread()
+    yield sim
+    sim.stop()
+
+
+def loop_config(endpoints: dict[str, str], tmp_path: Path, *extra: str) -> RunConfig:
+    return load_config(ROOT / "configs" / "demo.yaml", [
+        f"model.manifest={MANIFEST}",
+        f"goal.image={GOAL}",
+        f"link.command_endpoint={endpoints['command']}",
+        f"link.state_endpoint={endpoints['state']}",
+        f"source.uri={endpoints['frame'].replace('tcp://', 'zmq://')}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "loop.status_line=false",
+        *extra,
+    ])
+
+
+def test_closed_loop_sends_commands_and_writes_summary(controller: SimControllerThread, tmp_path: Path) -> None:
+    loop = ControlLoop(loop_config(controller.endpoints, tmp_path, "record=true"))
+    loop.run(duration_s=2.0)
+    summary = loop.close()
+    counters = summary["counters"]
+    assert counters["commands"] > 10
+    assert counters["ticks"] >= counters["commands"]
+    assert controller.stop()["commands_applied"] > 0
+
+    written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    assert {"loop_hz", "tick_ms", "stages", "counters", "model_sha256", "config"} <= written.keys()
+    assert set(written["tick_ms"]) == {"p50", "p95", "p99", "max"}
+    assert {"source", "state", "encode", "plan", "send"} <= written["stages"].keys()
+    assert {"frames", "drops", "deadline_misses", "commands", "stops", "bad_messages"} <= written["counters"].keys()
+    assert len(written["model_sha256"]) == 64
+    assert written["config"]["planner"]["samples"] == 256
+    assert load_config(Path(summary["run_dir"]) / "config.yaml") == loop.config
+
+    topics = {topic for topic, *_ in iter_messages(Path(summary["run_dir"]) / "run.mcap")}
+    assert {"/camera/image", "/robot/state", "/robot/command", "/planner/plan", "/model/latent"} <= topics
+
+
+def test_controller_killed_mid_run_then_back(tmp_path: Path) -> None:
+    """The runtime keeps running, counts missing state, sends stops, and resumes when the controller returns."""
+    first = SimControllerThread()
+    loop = ControlLoop(loop_config(first.endpoints, tmp_path, "link.state_timeout_ms=200",
+                                   "source.frame_timeout_ms=200"))
+    runner = threading.Thread(target=loop.run, kwargs={"duration_s": 30.0}, daemon=True)
+    runner.start()
+    counters = loop.telemetry.counters
+
+    def wait(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    try:
+        assert wait(lambda: counters["commands"] > 5)
+        first.stop()
+        stops_before = counters["stops"]
+        assert wait(lambda: counters["stale_frames"] + counters["missing_state"] > 3)
+        assert wait(lambda: counters["stops"] > stops_before + 3)
+        commands_while_gone = counters["commands"]
+        second = SimControllerThread(first.endpoints)
+        try:
+            assert wait(lambda: counters["commands"] > commands_while_gone + 5), "did not recover"
+        finally:
+            loop.stop_requested.set()
+            runner.join(10)
+            assert second.stop()["commands_applied"] > 0
+    finally:
+        loop.stop_requested.set()
+        runner.join(10)
+        loop.close()
+
+
+def _run_cli(config: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--config", str(config)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"MUJOCO_GL": "egl"})
+
+
+def _write_config(tmp_path: Path, endpoints: dict[str, str]) -> Path:
+    path = tmp_path / "run.yaml"
+    config = loop_config(endpoints, tmp_path)
+    from runtime.config import dump_config
+
+    path.write_text(dump_config(config))
+    return path
+
+
+def test_sigterm_stops_cleanly_and_watchdog_holds_arm_when_runtime_dies(controller: SimControllerThread,
+                                                                       tmp_path: Path) -> None:
+    config = _write_config(tmp_path, controller.endpoints)
+    observer = RuntimeLink(controller.endpoints["command"], controller.endpoints["state"])
+    try:
+        # SIGTERM: stop sent, summary written, exit 0.
+        process = _run_cli(config, tmp_path)
+        assert _wait_for(lambda: (s := observer.latest_state()) is not None and not s.stopped, 60), \
+            "runtime never moved the arm"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["counters"]["commands"] > 0
+        assert list((tmp_path / "runs").glob("*/summary.json"))
+
+        # SIGKILL: no stop is sent; the controller's watchdog must hold the arm still.
+        process = _run_cli(config, tmp_path)
+        assert _wait_for(lambda: (s := observer.latest_state()) is not None and not s.stopped, 60)
+        watchdog_before = controller.counters.get("watchdog_stops", 0)
+        process.kill()
+        process.wait(10)
+        assert _wait_for(lambda: (s := observer.latest_state()) is not None and s.stopped, 10)
+        state = observer.wait_state(2.0)
+        assert state is not None and np.all(np.abs(state.dq) < 0.05)
+    finally:
+        observer.close()
+    assert controller.stop()["watchdog_stops"] >= watchdog_before + 1
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_bad_manifest_is_refused_by_the_cli(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"model:\n  manifest: {tmp_path / 'missing' / 'manifest.json'}\nloop:\n  status_line: false\n")
+    result = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "manifest.json" in result.stderr
