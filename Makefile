@@ -9,13 +9,21 @@ export PYOPENGL_PLATFORM ?= egl
 
 .PHONY: setup sysdeps demo test lint model clean
 
-# MuJoCo's offscreen EGL rendering needs Mesa's EGL; as root we install it, otherwise we say what is missing.
+# System packages: Mesa EGL for MuJoCo's offscreen rendering; gcc with the libzmq and msgpack-c headers for
+# the C example controller (docs/examples/controller.c) that the tests build. As root we install what is
+# missing, otherwise we say what to install.
 sysdeps:
-	@if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then \
+	@missing=""; \
+	if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then \
+	  missing="$$missing libegl1 libegl-mesa0 libgl1-mesa-dri"; fi; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	[ -f /usr/include/zmq.h ] || missing="$$missing libzmq3-dev"; \
+	[ -f /usr/include/msgpack.h ] || missing="$$missing libmsgpack-dev"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Mesa EGL for offscreen rendering"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; \
-	  else echo "missing Mesa EGL: run 'sudo apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri'"; exit 1; fi; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages: run 'sudo apt-get install$$missing'"; exit 1; fi; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -22,7 +22,9 @@ class PlannerSettings(_Settings):
     horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H).")
     iterations: int = Field(3, ge=1, le=100, description="Optimizer iterations per plan (K).")
     elites: int = Field(16, ge=1, description="Lowest-cost samples that refit the sampling distribution.")
-    init_std: float = Field(0.5, gt=0, le=2.0, description="Initial spread in normalized action units ([-1, 1] spans the bounds).")
+    init_std: float = Field(
+        0.5, gt=0, le=2.0, description="Initial spread in normalized action units ([-1, 1] spans the bounds)."
+    )
     min_std: float = Field(0.05, ge=0, le=2.0, description="Floor on the spread so the distribution never collapses.")
     seed: int = Field(0, description="Sampling seed.")
     cost: CostSettings = Field(default_factory=CostSettings)

@@ -36,7 +36,9 @@ class SourceSection(_Section):
         "zmq://127.0.0.1:5557",
         description="Frame source: file:VIDEO, images:DIR, mcap:FILE, v4l2:DEVICE, gst:PIPELINE or zmq://HOST:PORT.",
     )
-    pace: Literal["realtime", "fast"] = Field("realtime", description="Recorded sources: wall-clock pacing or as fast as read.")
+    pace: Literal["realtime", "fast"] = Field(
+        "realtime", description="Recorded sources: wall-clock pacing or as fast as read."
+    )
     loop: bool = Field(True, description="Recorded sources: start over at the end.")
     frame_timeout_ms: float = Field(
         500.0, gt=0, description="No new frame for this long: the loop sends stop instead of planning on a stale view."
@@ -44,8 +46,12 @@ class SourceSection(_Section):
 
 
 class LinkSection(_Section):
-    command_endpoint: str = Field(protocol.DEFAULT_COMMAND_ENDPOINT, description="Controller's command socket (runtime connects a PUB).")
-    state_endpoint: str = Field(protocol.DEFAULT_STATE_ENDPOINT, description="Controller's state socket (runtime connects a SUB).")
+    command_endpoint: str = Field(
+        protocol.DEFAULT_COMMAND_ENDPOINT, description="Controller's command socket (runtime connects a PUB)."
+    )
+    state_endpoint: str = Field(
+        protocol.DEFAULT_STATE_ENDPOINT, description="Controller's state socket (runtime connects a SUB)."
+    )
     command_ttl_ms: float = Field(200.0, gt=0, description="Time-to-live stamped on each command.")
     state_timeout_ms: float = Field(
         500.0, gt=0, description="No controller state for this long: count missing state and send stop."

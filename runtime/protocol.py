@@ -196,7 +196,8 @@ def decode(payload: bytes) -> Message:
     if not isinstance(body, dict):
         raise ProtocolError(f"message must be a msgpack map, got {type(body).__name__}")
     version = body.get("v")
-    if version != PROTOCOL_VERSION:
+    # type check first: True == 1 and 1.0 == 1 in Python, but neither is a version a peer may send
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(f"field 'v': unsupported protocol version {version!r} (expected {PROTOCOL_VERSION})")
     kind = _get(body, "type", str, "message")
     seq = _get(body, "seq", int, kind)

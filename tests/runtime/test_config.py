@@ -25,7 +25,7 @@ def test_overrides_apply_and_are_validated() -> None:
     assert (config.planner.samples, config.planner.elites, config.loop.rate_hz) == (64, 8, 30.0)
     with pytest.raises(ConfigError, match=r"planner\.samples"):
         load_config(None, ["planner.samples=0"])
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(None, ["planner.samples"])
 
 

@@ -1,0 +1,160 @@
+"""The simulated robot as a controller process: SimArm behind a ControllerLink, in wall-clock real time.
+
+It behaves like a real controller: it binds the protocol's sockets, applies the newest valid command as
+joint-velocity targets, holds still on a stop until the next command, holds still (and says so in its
+state) when no valid command arrived for watchdog_ms, and streams state and rendered camera frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime import protocol
+from runtime.controller_client import ControllerLink, Watchdog
+from runtime.sim.arm import SimArm
+
+log = logging.getLogger(__name__)
+
+# ~200 Hz loop: commands are picked up within 5 ms, and the process sleeps in between (shared 2-core box).
+LOOP_PERIOD_S = 0.005
+# After a stall (process paused, machine overloaded) physics skips ahead instead of replaying the backlog.
+MAX_CATCH_UP_S = 0.1
+
+
+@dataclass
+class SimControllerSettings:
+    command_endpoint: str = protocol.DEFAULT_COMMAND_ENDPOINT
+    state_endpoint: str = protocol.DEFAULT_STATE_ENDPOINT
+    frame_endpoint: str = protocol.DEFAULT_FRAME_ENDPOINT
+    state_hz: float = 100.0
+    frame_hz: float = 30.0
+    image_size: int = 64
+    watchdog_ms: float = 300.0
+    initial_q: tuple[float, float] = (0.0, 0.0)
+    # True: physics follows the wall clock. False: each loop iteration advances physics by exactly one
+    # loop period, so a slow iteration never makes the arm jump (simulated time then lags the wall clock).
+    realtime: bool = True
+
+
+class _Rate:
+    """Fires at `hz` on the monotonic clock; after falling behind it restarts rather than bursting."""
+
+    def __init__(self, hz: float, start: float) -> None:
+        if not hz > 0:
+            raise ValueError(f"rate must be positive, got {hz} Hz")
+        self.period = 1.0 / hz
+        self.next = start
+
+    def due(self, now: float) -> bool:
+        if now < self.next:
+            return False
+        self.next = max(self.next + self.period, now)
+        return True
+
+
+@contextmanager
+def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set stop_event while inside; only the main thread may install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop_event.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Robot:
+    """The arm as a controller drives it: command, stop and watchdog decide its joint-velocity targets."""
+
+    def __init__(self, arm: SimArm, settings: SimControllerSettings, counters: dict[str, int]) -> None:
+        self.arm = arm
+        self.settings = settings
+        self.counters = counters
+        self.watchdog = Watchdog(settings.watchdog_ms)
+        self.moving = False  # executing a command (so silence is a watchdog stop)
+        self.last_command_seq = -1
+        self.sim_origin = time.monotonic()  # wall time that corresponds to simulated time 0
+
+    def apply(self, message: protocol.Command | protocol.Stop | None) -> None:
+        if isinstance(message, protocol.Command):
+            self.arm.command_velocity(message.action)
+            self.watchdog.feed()
+            self.moving = True
+            self.last_command_seq = message.seq
+            self.counters["commands_applied"] += 1
+        elif isinstance(message, protocol.Stop):
+            self._hold_still()
+            self.counters["stops_applied"] += 1
+        if self.moving and self.watchdog.expired():
+            self._hold_still()
+            self.counters["watchdog_stops"] += 1
+            log.warning("no valid command for %.0f ms: holding the arm still", self.settings.watchdog_ms)
+
+    def _hold_still(self) -> None:
+        self.arm.command_velocity(np.zeros(self.arm.n_joints))
+        self.moving = False
+
+    def advance(self, now: float) -> None:
+        """Step physics up to wall time `now` (realtime) or by one loop period."""
+        if not self.settings.realtime:
+            self.arm.step(LOOP_PERIOD_S)
+            return
+        behind = (now - self.sim_origin) - self.arm.state().time
+        if behind > MAX_CATCH_UP_S:
+            self.sim_origin += behind - MAX_CATCH_UP_S
+            behind = MAX_CATCH_UP_S
+        steps = int(behind / self.arm.timestep)
+        if steps > 0:
+            self.arm.step(steps * self.arm.timestep)
+
+
+def run_sim_controller(
+    settings: SimControllerSettings,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[dict[str, str]], None] | None = None,
+) -> dict[str, int]:
+    """Run until stop_event is set (or SIGINT/SIGTERM in the main thread); return the counters."""
+    stop_event = stop_event or threading.Event()
+    start = time.monotonic()
+    state_rate, frame_rate = _Rate(settings.state_hz, start), _Rate(settings.frame_hz, start)
+    counters = {"watchdog_stops": 0, "commands_applied": 0, "stops_applied": 0}
+    with ExitStack() as cleanup:
+        arm = SimArm(image_size=(settings.image_size, settings.image_size))
+        cleanup.callback(arm.close)
+        arm.reset(np.asarray(settings.initial_q, dtype=np.float64))
+        robot = _Robot(arm, settings, counters)
+        link = ControllerLink(
+            action_dim=arm.n_joints,
+            command_endpoint=settings.command_endpoint,
+            state_endpoint=settings.state_endpoint,
+            frame_endpoint=settings.frame_endpoint,
+        )
+        cleanup.callback(link.close)
+        cleanup.enter_context(_stop_on_signals(stop_event))
+        if on_ready is not None:
+            on_ready({"command": link.command_endpoint, "state": link.state_endpoint,
+                      "frame": link.frame_endpoint or ""})
+        while not stop_event.is_set():
+            robot.apply(link.poll(timeout_ms=LOOP_PERIOD_S * 1000))  # the poll is the loop's sleep
+            now = time.monotonic()
+            robot.advance(now)
+            if state_rate.due(now):
+                measured = arm.state()
+                link.publish_state(measured.q, measured.dq, measured.ee, not robot.moving, robot.last_command_seq)
+            if frame_rate.due(now):
+                stamp = protocol.now_ns()  # the capture instant is the physics state, before rendering
+                link.publish_frame(arm.render(), stamp)
+        return {**link.counters, **counters}

@@ -1,0 +1,83 @@
+"""`zmq://HOST:PORT`: camera frames published by a controller (protocol.Frame on its frame PUB)."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from runtime import protocol
+from runtime.sources.base import FrameSource, SourceFrame
+
+
+class ZmqFrameSource(FrameSource):
+    """A conflating SUB to a controller's frame endpoint; seq gaps count as dropped frames.
+
+    Messages that do not decode as a Frame are counted in `bad_messages` (reason in `last_error`),
+    never raised. seq and stamp are the controller's: seq restarts if the controller restarts.
+    """
+
+    def __init__(self, uri: str, endpoint: str, *, context: zmq.Context | None = None) -> None:
+        super().__init__(uri)
+        self.endpoint = endpoint
+        self._owns_context = context is None
+        self._context: zmq.Context = zmq.Context() if context is None else context
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.CONFLATE, 1)  # only the newest frame waits; must precede connect
+        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(endpoint)
+        self.bad_messages = 0
+        self.last_error: str | None = None
+        self._last_seq: int | None = None
+        self._closed = False
+
+    def _drain(self) -> protocol.Frame | None:
+        newest: protocol.Frame | None = None
+        while True:
+            try:
+                payload = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return newest
+            try:
+                message = protocol.decode(payload)
+            except protocol.ProtocolError as exc:
+                self._bad(str(exc))
+                continue
+            if isinstance(message, protocol.Frame):
+                newest = message
+            else:
+                self._bad(f"unexpected message type {message.type!r} on the frame socket")
+
+    def _bad(self, reason: str) -> None:
+        self.bad_messages += 1
+        self.last_error = reason
+
+    def read_latest(self, timeout_s: float) -> SourceFrame | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            frame = self._drain()
+            if frame is not None:
+                return self._accept(frame)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._socket.poll(max(1, int(remaining * 1000)), zmq.POLLIN)
+
+    def _accept(self, frame: protocol.Frame) -> SourceFrame:
+        # Frames the conflating socket discarded show up as a gap in seq. A smaller seq means the
+        # controller restarted: nothing to count.
+        if self._last_seq is not None and frame.seq > self._last_seq + 1:
+            self.dropped += frame.seq - self._last_seq - 1
+        self._last_seq = frame.seq
+        self.frames += 1
+        return SourceFrame(seq=frame.seq, stamp_ns=frame.stamp, image=frame.image)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._socket.close(linger=0)
+        if self._owns_context:
+            self._context.term()
