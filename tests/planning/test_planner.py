@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -51,7 +53,7 @@ def test_best_cost_never_increases_across_iterations() -> None:
     planner = make_planner(iterations=8, samples=32, elites=4)
     planner.set_goal(np.array([0.2, 0.1, 0.05], dtype=np.float32))
     history = planner.plan(np.zeros(3, dtype=np.float32)).best_cost_per_iteration
-    assert all(b <= a for a, b in zip(history, history[1:], strict=False))
+    assert all(b <= a for a, b in itertools.pairwise(history))
 
 
 def test_non_finite_predictions_never_win() -> None:
