@@ -40,8 +40,8 @@ class WorldModel:
             self._proprio.fill(0.0)
         else:
             self._proprio[0] = proprio
-        out = self.encoder.run({ENCODER_IMAGE: self.preprocess(frame_bgr)[None] if frame_bgr.ndim == 3 else
-                                self.preprocess(frame_bgr), ENCODER_PROPRIO: self._proprio})
+        image = self.preprocess(frame_bgr)[None]  # one frame -> a batch of one
+        out = self.encoder.run({ENCODER_IMAGE: image, ENCODER_PROPRIO: self._proprio})
         return out[ENCODER_LATENT][0]
 
     def encode_goal_image(self, frame_bgr: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ app = typer.Typer(help="edgeloop: perception model -> world-model planner -> com
 config_app = typer.Typer(help="Validate configs and export their JSON Schema.", no_args_is_help=True)
 controller_app = typer.Typer(help="Controller processes that speak docs/protocol.md.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+bench_app = typer.Typer(help="Benchmarks: every variant side by side in one run.", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
+app.add_typer(bench_app, name="bench")
 controller_app.command("sim")(controller_sim)
 app.command("record")(record)
 app.command("train")(train)
@@ -87,6 +89,38 @@ def demo(
                f"{result['tolerance_m'] * 100:.0f} cm | loop {result['loop_hz']:.1f} Hz | tick p50 "
                f"{result['tick_ms']['p50']:.1f} ms p99 {result['tick_ms']['p99']:.1f} ms | plan p50 "
                f"{result['plan_ms_p50']:.1f} ms | backend {result['backend']} | run {result['run_dir']}")
+
+
+@bench_app.command("model")
+def bench_model(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    backend: Annotated[list[str] | None, typer.Option(help="Backends to compare (repeatable).")] = None,
+    repeats: Annotated[int, typer.Option(min=10, help="Timed calls per measurement.")] = 200,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Median latency of preprocess, encode, a batched predictor step and a whole plan, per backend."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from runtime.bench import bench_model as measure
+    from runtime.config import ConfigError, load_config
+
+    try:
+        result = measure(load_config(config, set_ or []), backend or ["onnxruntime", "torch"], repeats)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"median ms, {result['samples']} samples x {result['horizon']} steps x "
+                        f"{result['iterations']} iterations, {result['threads']} thread(s)")
+    table.add_column("backend")
+    for column in ("preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms"):
+        table.add_column(column, justify="right")
+    for name, row in result["backends"].items():
+        table.add_row(name, *(f"{value:.3f}" for value in row.values()))
+    Console().print(table)
 
 
 @config_app.command("validate")

@@ -196,3 +196,21 @@ def test_bad_manifest_is_refused_by_the_cli(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "manifest.json" in result.stderr
+
+
+def test_replay_config_runs_open_loop_on_the_shipped_feed(controller: SimControllerThread, tmp_path: Path) -> None:
+    config = load_config(ROOT / "configs" / "replay.yaml", [
+        f"model.manifest={MANIFEST}",
+        f"goal.image={GOAL}",
+        f"source.uri=mcap:{ROOT / 'data' / 'demo_feed.mcap'}",
+        f"link.command_endpoint={controller.endpoints['command']}",
+        f"link.state_endpoint={controller.endpoints['state']}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "loop.status_line=false",
+    ])
+    loop = ControlLoop(config)
+    loop.run(duration_s=2.0)
+    summary = loop.close()
+    assert summary["counters"]["frames"] > 10
+    assert summary["counters"]["commands"] > 10
+    assert controller.stop()["commands_applied"] > 0

@@ -1,0 +1,136 @@
+"""Export a trained encoder + predictor: two single-file ONNX models, torch reference weights, manifest.json.
+
+Each ONNX file is checked against torch at export (ONNX Runtime, batch sizes 1 and 7 to exercise the
+dynamic batch axis) and the manifest is re-loaded with full verification before this returns.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.manifest import FORMAT_VERSION, ImageSpec, Manifest, ModelFile, TensorSpec, file_sha256, load_manifest
+from perception.nets import Encoder, NetConfig, Predictor, save_reference
+
+ENCODER_FILE, PREDICTOR_FILE, REFERENCE_FILE = "encoder.onnx", "predictor.onnx", "reference.pt"
+BATCH_AXIS = "batch"
+# ONNX Runtime must reproduce torch to this absolute tolerance on every output element.
+EXPORT_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelInterface:
+    """What the runtime needs to know about the robot and camera the model was trained for."""
+
+    name: str
+    image: ImageSpec
+    proprio_names: list[str]
+    action_names: list[str]
+    action_low: list[float]
+    action_high: list[float]
+    action_units: str
+    control_period_s: float
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec(name: str, *dims: int) -> TensorSpec:
+    return TensorSpec(name=name, shape=[BATCH_AXIS, *dims], dtype="float32")
+
+
+def _export_onnx(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
+    batch = torch.export.Dim(BATCH_AXIS, min=1, max=65536)
+    torch.onnx.export(
+        module, tuple(inputs.values()), str(path), dynamo=True, external_data=False,
+        input_names=list(inputs), output_names=[output],
+        dynamic_shapes={name: {0: batch} for name in inputs},
+    )
+    if path.with_name(path.name + ".data").exists():
+        raise ExportError(f"{path}: the exporter wrote external weights; expected a single file")
+
+
+def _check_against_torch(module: torch.nn.Module, path: Path, inputs: dict[str, torch.Tensor], output: str) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in (1, 7):
+        feeds = {name: tensor[:batch] for name, tensor in inputs.items()}
+        with torch.inference_mode():
+            expected = module(*feeds.values()).numpy()
+        found = session.run([output], {name: t.numpy() for name, t in feeds.items()})[0]
+        error = float(np.max(np.abs(found - expected)))
+        if not error <= EXPORT_TOLERANCE:
+            raise ExportError(f"{path}: ONNX Runtime differs from torch by {error:.2e} at batch {batch} "
+                              f"(tolerance {EXPORT_TOLERANCE:.0e})")
+        worst = max(worst, error)
+    return worst
+
+
+def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Path, config: NetConfig,
+                       interface: ModelInterface, seed: int = 0) -> Path:
+    """Write encoder.onnx, predictor.onnx, reference.pt and manifest.json into `out_dir`; returns the manifest path.
+
+    `seed` draws the random probe inputs used for the torch-vs-ONNX Runtime check.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder, predictor = encoder.eval(), predictor.eval()
+    generator = torch.Generator().manual_seed(seed)
+    size = config.image_size
+    encoder_inputs = {"image": torch.randn(7, 3, size, size, generator=generator),
+                      "proprio": torch.randn(7, config.proprio_dim, generator=generator)}
+    predictor_inputs = {"latent": torch.randn(7, config.latent_dim, generator=generator),
+                        "action": torch.randn(7, config.action_dim, generator=generator)}
+    parts = {
+        "encoder": (encoder, encoder_inputs, "latent", config.latent_dim, out_dir / ENCODER_FILE),
+        "predictor": (predictor, predictor_inputs, "next_latent", config.latent_dim, out_dir / PREDICTOR_FILE),
+    }
+    files: dict[str, ModelFile] = {}
+    errors: dict[str, float] = {}
+    for part, (module, inputs, output, width, path) in parts.items():
+        _export_onnx(module, inputs, output, path)
+        errors[part] = _check_against_torch(module, path, inputs, output)
+        files[part] = ModelFile(
+            file=path.name, sha256=file_sha256(path),
+            inputs=[_spec(name, *tensor.shape[1:]) for name, tensor in inputs.items()],
+            outputs=[_spec(output, width)],
+        )
+    reference = out_dir / REFERENCE_FILE
+    save_reference(reference, config, encoder, predictor)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        name=interface.name,
+        precision="fp32",
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        encoder=files["encoder"],
+        predictor=files["predictor"],
+        image=interface.image,
+        proprio_dim=config.proprio_dim,
+        proprio_names=interface.proprio_names,
+        action_dim=config.action_dim,
+        action_names=interface.action_names,
+        action_low=interface.action_low,
+        action_high=interface.action_high,
+        action_units=interface.action_units,
+        latent_dim=config.latent_dim,
+        visual_dim=config.visual_dim,
+        control_period_s=interface.control_period_s,
+        # reference.pt holds both parts; their tensors are the encoder's and predictor's above.
+        reference=ModelFile(file=reference.name, sha256=file_sha256(reference), inputs=[], outputs=[]),
+        training={**interface.training, "export_max_abs_error": errors},
+        parent_sha256=None,
+        calibration_sha256=None,
+        root=out_dir,
+    )
+    path = manifest.write(out_dir)
+    load_manifest(path, verify=True)
+    return path

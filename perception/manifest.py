@@ -1,0 +1,206 @@
+"""The model manifest (docs/model-manifest.md): the contract between a trained model and the runtime.
+
+`manifest.json` sits beside the model files. Loading it with `verify=True` refuses a model whose
+files are missing, whose bytes differ from the recorded sha256, or whose ONNX inputs and outputs
+differ from the manifest in name, shape or dtype. Every error names the manifest and what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+# ONNX Runtime's type strings for the dtypes a manifest may name.
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the text names the manifest path and what differs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(_Strict):
+    name: str
+    shape: list[int | str] = Field(description="Dimensions; a string names a symbolic (dynamic) axis.")
+    dtype: Literal["float32", "float16", "int8", "uint8", "int32", "int64"]
+
+
+class ModelFile(_Strict):
+    file: str = Field(description="File name relative to the manifest's directory.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class ImageSpec(_Strict):
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    channel_order: Literal["RGB", "BGR"]
+    layout: Literal["NCHW"]
+    scale: float = Field(gt=0, description="Multiplies raw uint8 pixels before mean and std.")
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+
+
+class Manifest(_Strict):
+    format_version: int
+    name: str
+    precision: Literal["fp32", "fp16", "int8"]
+    created: str = Field(description="ISO 8601 UTC time the model files were written.")
+    encoder: ModelFile
+    predictor: ModelFile
+    image: ImageSpec
+    proprio_dim: int = Field(gt=0)
+    proprio_names: list[str]
+    action_dim: int = Field(gt=0)
+    action_names: list[str]
+    action_low: list[float]
+    action_high: list[float]
+    action_units: str
+    latent_dim: int = Field(gt=0)
+    visual_dim: int = Field(gt=0)
+    control_period_s: float = Field(gt=0)
+    reference: ModelFile | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+    parent_sha256: str | None = None
+    calibration_sha256: str | None = None
+    root: Path = Field(Path("."), exclude=True, description="Directory holding the manifest and its files.")
+
+    def path_of(self, part: ModelFile) -> Path:
+        return self.root / part.file
+
+    def write(self, directory: str | Path) -> Path:
+        """Write manifest.json into `directory`; returns its path."""
+        path = Path(directory) / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_sha256(path: str | Path) -> str:
+    """sha256 of manifest.json: the model's identity in run summaries (it pins every file's sha256)."""
+    return file_sha256(_manifest_file(Path(path)))
+
+
+def _manifest_file(path: Path) -> Path:
+    return path / MANIFEST_FILE if path.is_dir() else path
+
+
+def load_manifest(path: str | Path, verify: bool = True) -> Manifest:
+    """Read manifest.json (or the directory holding it); with `verify`, check every file it names."""
+    path = _manifest_file(Path(path))
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    if "root" in data:
+        raise ManifestError(f"{path}: key 'root' is not allowed (the manifest's directory is its root)")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ManifestError(f"{path}: {problems}") from exc
+    manifest.root = path.parent
+    if manifest.format_version != FORMAT_VERSION:
+        raise ManifestError(f"{path}: format_version: expected {FORMAT_VERSION}, found {manifest.format_version}")
+    _check_consistency(manifest, path)
+    if verify:
+        verify_files(manifest, path)
+    return manifest
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    return f"{key}: {error['msg']} (found {error['input']!r})"
+
+
+def _check_consistency(manifest: Manifest, path: Path) -> None:
+    pairs = [("proprio_names", len(manifest.proprio_names), "proprio_dim", manifest.proprio_dim),
+             ("action_names", len(manifest.action_names), "action_dim", manifest.action_dim),
+             ("action_low", len(manifest.action_low), "action_dim", manifest.action_dim),
+             ("action_high", len(manifest.action_high), "action_dim", manifest.action_dim)]
+    for key, found, against, expected in pairs:
+        if found != expected:
+            raise ManifestError(f"{path}: {key}: expected {expected} entries ({against}), found {found}")
+    bad = [i for i, (lo, hi) in enumerate(zip(manifest.action_low, manifest.action_high, strict=True)) if hi <= lo]
+    if bad:
+        raise ManifestError(f"{path}: action_high must exceed action_low, not at indices {bad}")
+    if manifest.visual_dim > manifest.latent_dim:
+        raise ManifestError(f"{path}: visual_dim ({manifest.visual_dim}) exceeds latent_dim ({manifest.latent_dim})")
+
+
+def verify_files(manifest: Manifest, path: Path) -> None:
+    """Every named file exists with its sha256; every ONNX file's I/O matches the manifest."""
+    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
+    if manifest.reference is not None:
+        parts["reference"] = manifest.reference
+    for key, part in parts.items():
+        file = manifest.path_of(part)
+        if not file.is_file():
+            raise ManifestError(f"{path}: {key}.file: {file} does not exist")
+        found = file_sha256(file)
+        if found != part.sha256:
+            raise ManifestError(f"{path}: {key}.sha256: {part.file} has sha256 {found}, expected {part.sha256}")
+        if file.suffix == ".onnx":
+            _verify_onnx_io(file, part, f"{path}: {key}")
+
+
+def _verify_onnx_io(file: Path, part: ModelFile, where: str) -> None:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unreadable models
+        raise ManifestError(f"{where}: {file.name} does not load in ONNX Runtime ({exc})") from exc
+    for kind, expected, found in (("inputs", part.inputs, session.get_inputs()),
+                                  ("outputs", part.outputs, session.get_outputs())):
+        expected_names = [spec.name for spec in expected]
+        found_names = [node.name for node in found]
+        if expected_names != found_names:
+            raise ManifestError(f"{where}.{kind}: names expected {expected_names}, found {found_names} in {file.name}")
+        for spec, node in zip(expected, found, strict=True):
+            dtype = _ORT_DTYPES.get(node.type, node.type)
+            if dtype != spec.dtype:
+                raise ManifestError(f"{where}.{kind}: tensor '{spec.name}' dtype expected {spec.dtype}, "
+                                    f"found {dtype} in {file.name}")
+            if not _shape_matches(spec.shape, list(node.shape)):
+                raise ManifestError(f"{where}.{kind}: tensor '{spec.name}' shape expected {spec.shape}, "
+                                    f"found {list(node.shape)} in {file.name}")
+
+
+def _shape_matches(expected: list[int | str], found: list[Any]) -> bool:
+    """Fixed axes must be equal; a named (string) axis must be symbolic in the file, whatever its name."""
+    if len(expected) != len(found):
+        return False
+    for want, have in zip(expected, found, strict=True):
+        if isinstance(want, str):
+            if isinstance(have, int):
+                return False
+        elif want != have:
+            return False
+    return True

@@ -1,0 +1,317 @@
+"""JEPA-style training of the world model (encoder + action-conditioned predictor) from recorded episodes.
+
+Losses, on windows of horizon+1 consecutive ticks (docs/training.md explains each choice):
+
+- prediction: the predictor rolls the first tick's latent forward under the recorded actions for
+  `horizon` steps; each step is compared with the encoder's latent of that tick under stop-gradient.
+- alignment (cross-modal): z_visual, computed from the image alone, must equal a fixed linear embedding
+  of the normalized joint positions measured at the same instant. This anchors the visual latent so
+  that distances between visual latents grow steadily with the distance between arm configurations,
+  which is what a planner scoring latent distance to a goal image needs.
+- VICReg variance + covariance on z_proprio: the prediction loss alone would let the proprio branch
+  collapse to a constant; these keep every dimension spread out and decorrelated.
+
+Takes plain arrays (planning never imports runtime); seeded; torch is needed only here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.nn import functional as F
+
+from perception.manifest import ImageSpec
+from perception.nets import Encoder, NetConfig, Predictor
+from perception.preprocess import Preprocessor
+
+PIXEL_SCALE = 1.0 / 255.0
+
+
+@dataclass(frozen=True)
+class EpisodeArrays:
+    """One episode, row t of each array belonging to tick t."""
+
+    frames: np.ndarray  # uint8 BGR (T, H, W, 3)
+    q: np.ndarray  # joint positions (T, J) [rad]
+    dq: np.ndarray  # joint velocities (T, J) [rad/s]
+    actions: np.ndarray  # (T, A) command applied for the control period after frame t
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    epochs: int = Field(12, ge=1, description="Passes over all training windows.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop after the epoch that crosses this.")
+    batch_size: int = Field(64, ge=2, description="Windows per step (each window is horizon+1 frames).")
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    horizon: int = Field(5, ge=1, description="Predictor steps rolled out per window.")
+    visual_dim: int = Field(16, ge=2)
+    proprio_latent_dim: int = Field(16, ge=1)
+    hidden: int = Field(256, ge=8)
+    channels: tuple[int, int, int] = (16, 32, 32)
+    prediction_weight: float = Field(1.0, ge=0)
+    alignment_weight: float = Field(10.0, ge=0)
+    variance_weight: float = Field(1.0, ge=0)
+    covariance_weight: float = Field(0.04, ge=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of episodes held out for metrics.")
+    threads: int = Field(2, ge=1)
+
+
+@dataclass
+class TrainResult:
+    config: NetConfig
+    encoder: Encoder
+    predictor: Predictor
+    image: ImageSpec
+    metrics: dict[str, Any]
+
+
+def visual_basis(visual_dim: int) -> np.ndarray:
+    """(visual_dim, 2) rows of unit directions evenly spread over half a turn.
+
+    z_visual = basis @ normalized q puts the two joints on every latent axis with unit variance, and the
+    L1 distance between two such latents is nearly proportional to the Euclidean distance in normalized
+    joint space, whatever the direction.
+    """
+    angles = np.pi * np.arange(visual_dim) / visual_dim
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+
+class _Dataset:
+    """All episodes concatenated, plus the start index of every window that fits inside one episode."""
+
+    def __init__(self, episodes: Sequence[EpisodeArrays], horizon: int) -> None:
+        self.frames = np.concatenate([e.frames for e in episodes])
+        self.proprio = np.concatenate([np.concatenate([e.q, e.dq], axis=1) for e in episodes]).astype(np.float32)
+        self.q = np.concatenate([e.q for e in episodes]).astype(np.float32)
+        self.actions = np.concatenate([e.actions for e in episodes]).astype(np.float32)
+        offsets = np.cumsum([0] + [len(e.q) for e in episodes])
+        self.starts = np.concatenate([np.arange(a, b - horizon) for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
+        self.horizon = horizon
+
+    def window(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Frames (B, H+1, ...), proprio (B, H+1, P), q (B, H+1, J) and actions (B, H, A)."""
+        ticks = starts[:, None] + np.arange(self.horizon + 1)
+        return self.frames[ticks], self.proprio[ticks], self.q[ticks], self.actions[ticks[:, :-1]]
+
+
+def _check_episodes(episodes: Sequence[EpisodeArrays], horizon: int) -> None:
+    if not episodes:
+        raise ValueError("training needs at least one episode")
+    for i, e in enumerate(episodes):
+        lengths = {len(e.frames), len(e.q), len(e.dq), len(e.actions)}
+        if len(lengths) != 1:
+            raise ValueError(f"episode {i}: frames, q, dq and actions differ in length ({sorted(lengths)})")
+        if len(e.q) <= horizon:
+            raise ValueError(f"episode {i}: {len(e.q)} ticks, need more than the horizon ({horizon})")
+        if e.frames.dtype != np.uint8 or e.frames.ndim != 4 or e.frames.shape[-1] != 3:
+            raise ValueError(f"episode {i}: frames must be uint8 (T, H, W, 3), found {e.frames.dtype} "
+                             f"{e.frames.shape}")
+
+
+def _split(episodes: Sequence[EpisodeArrays], val_fraction: float) -> tuple[list[EpisodeArrays], list[EpisodeArrays]]:
+    """The last episodes are held out (at least one when there are two or more and val_fraction > 0)."""
+    held = min(len(episodes) - 1, max(1, round(len(episodes) * val_fraction))) if val_fraction > 0 else 0
+    return list(episodes[: len(episodes) - held]), list(episodes[len(episodes) - held:])
+
+
+def _image_spec(frames: np.ndarray) -> ImageSpec:
+    """Per-channel statistics of the training frames (a subsample of up to ~1000), in the model's RGB order."""
+    sample = frames[:: max(1, len(frames) // 1000)]
+    pixels = sample.reshape(-1, 3)[:, ::-1].astype(np.float64) * PIXEL_SCALE
+    return ImageSpec(width=frames.shape[2], height=frames.shape[1], channel_order="RGB", layout="NCHW",
+                     scale=PIXEL_SCALE, mean=[round(float(v), 6) for v in pixels.mean(axis=0)],
+                     std=[round(float(max(v, 1e-3)), 6) for v in pixels.std(axis=0)])
+
+
+def _vicreg(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variance hinge (each dimension's std >= 1) and mean squared off-diagonal covariance."""
+    z = z - z.mean(dim=0)
+    std = torch.sqrt(z.var(dim=0) + 1e-4)
+    variance = F.relu(1.0 - std).mean()
+    cov = (z.T @ z) / (len(z) - 1)
+    off_diagonal = cov - torch.diag(torch.diag(cov))
+    return variance, off_diagonal.pow(2).sum() / z.shape[1]
+
+
+class _Trainer:
+    def __init__(self, settings: TrainSettings, config: NetConfig, image: ImageSpec, train: _Dataset) -> None:
+        self.settings = settings
+        self.config = config
+        self.preprocess = Preprocessor(image)
+        self.encoder = Encoder(config)
+        self.predictor = Predictor(config)
+        # Normalization constants live in the networks, so the exported files take physical units.
+        self.encoder.proprio_mean.copy_(torch.from_numpy(train.proprio.mean(axis=0)))
+        self.encoder.proprio_std.copy_(torch.from_numpy(train.proprio.std(axis=0) + 1e-3))
+        action_scale = np.maximum(np.abs(train.actions).max(axis=0), 1e-3)
+        self.predictor.action_scale.copy_(torch.from_numpy(action_scale))
+        self.q_mean = train.q.mean(axis=0)
+        self.q_std = train.q.std(axis=0) + 1e-3
+        self.basis = torch.from_numpy(visual_basis(config.visual_dim))
+        params = [*self.encoder.parameters(), *self.predictor.parameters()]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+    def visual_target(self, q: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((q - self.q_mean) / self.q_std) @ self.basis.T
+
+    def q_from_visual(self, z_visual: torch.Tensor) -> np.ndarray:
+        """Joint positions read back from z_visual through the fixed basis (least squares)."""
+        q_norm = z_visual @ torch.linalg.pinv(self.basis).T
+        return q_norm.numpy() * self.q_std + self.q_mean
+
+    def encode(self, frames: np.ndarray, proprio: np.ndarray) -> torch.Tensor:
+        return self.encoder(torch.from_numpy(self.preprocess(frames)), torch.from_numpy(proprio))
+
+    def losses(self, frames: np.ndarray, proprio: np.ndarray, q: np.ndarray,
+               actions: np.ndarray) -> dict[str, torch.Tensor]:
+        batch, ticks = q.shape[:2]
+        visual_dim = self.config.visual_dim
+        z = self.encode(frames.reshape(-1, *frames.shape[2:]), proprio.reshape(batch * ticks, -1))
+        latents = z.reshape(batch, ticks, -1)
+        targets = latents[:, 1:].detach()  # stop-gradient targets
+        rollout = []
+        current = latents[:, 0]
+        actions_t = torch.from_numpy(actions)
+        for step in range(ticks - 1):
+            current = self.predictor(current, actions_t[:, step])
+            rollout.append(current)
+        prediction = F.mse_loss(torch.stack(rollout, dim=1), targets)
+        alignment = F.mse_loss(z[:, :visual_dim], self.visual_target(q.reshape(batch * ticks, -1)))
+        variance, covariance = _vicreg(z[:, visual_dim:])
+        s = self.settings
+        total = (s.prediction_weight * prediction + s.alignment_weight * alignment
+                 + s.variance_weight * variance + s.covariance_weight * covariance)
+        return {"total": total, "prediction": prediction, "alignment": alignment, "variance": variance,
+                "covariance": covariance}
+
+
+def _encode_all(trainer: _Trainer, data: _Dataset, chunk: int = 512) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([trainer.encode(data.frames[i:i + chunk], data.proprio[i:i + chunk])
+                          for i in range(0, len(data.q), chunk)])
+
+
+def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, Any]:
+    """Held-out metrics: linear probe z_visual -> q, q read through the fixed basis, rollout error, spread."""
+    trainer.encoder.eval()
+    trainer.predictor.eval()
+    visual_dim = trainer.config.visual_dim
+    z_train, z_val = _encode_all(trainer, train), _encode_all(trainer, val)
+
+    def with_bias(z: torch.Tensor) -> np.ndarray:
+        v = z[:, :visual_dim].numpy().astype(np.float64)
+        return np.concatenate([v, np.ones((len(v), 1))], axis=1)
+
+    weights, *_ = np.linalg.lstsq(with_bias(z_train), train.q.astype(np.float64), rcond=None)
+    residual = val.q - with_bias(z_val) @ weights
+    probe_r2 = 1.0 - residual.var(axis=0) / val.q.var(axis=0)
+    basis_error = np.abs(trainer.q_from_visual(z_val[:, :visual_dim]) - val.q)
+
+    spread = z_val.std(dim=0)
+    with torch.no_grad():
+        start = torch.from_numpy(val.starts)
+        ticks = start[:, None] + torch.arange(val.horizon + 1)
+        current = z_val[start]
+        actions = torch.from_numpy(val.actions)
+        rmse_visual, rmse_all = [], []
+        for step in range(val.horizon):
+            current = trainer.predictor(current, actions[ticks[:, step]])
+            error = current - z_val[ticks[:, step + 1]]
+            rmse_all.append(float(error.pow(2).mean().sqrt() / spread.mean()))
+            rmse_visual.append(float(error[:, :visual_dim].pow(2).mean().sqrt() / spread[:visual_dim].mean()))
+    trainer.encoder.train()
+    trainer.predictor.train()
+    return {
+        "probe_r2": [round(float(v), 5) for v in probe_r2],
+        "visual_q_error_rad_mean": round(float(basis_error.mean()), 5),
+        "visual_q_error_rad_p95": round(float(np.percentile(basis_error, 95)), 5),
+        "rollout_relative_rmse": [round(v, 5) for v in rmse_all],
+        "rollout_relative_rmse_visual": [round(v, 5) for v in rmse_visual],
+        "latent_std_min_visual": round(float(spread[:visual_dim].min()), 5),
+        "latent_std_min_proprio": round(float(spread[visual_dim:].min()), 5),
+    }
+
+
+def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings,
+                      log: Callable[[str], None] = print) -> TrainResult:
+    """Train encoder + predictor; returns them (eval mode) with the image spec they expect and metrics."""
+    _check_episodes(episodes, settings.horizon)
+    train_episodes, val_episodes = _split(episodes, settings.val_fraction)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    try:
+        train = _Dataset(train_episodes, settings.horizon)
+        val = _Dataset(val_episodes or train_episodes, settings.horizon)
+        image = _image_spec(train.frames)
+        config = NetConfig(image_size=image.height, channels=settings.channels, visual_dim=settings.visual_dim,
+                           proprio_dim=train.proprio.shape[1], proprio_latent_dim=settings.proprio_latent_dim,
+                           action_dim=train.actions.shape[1], hidden=settings.hidden)
+        if image.width != image.height:
+            raise ValueError(f"training needs square frames, found {image.width}x{image.height}")
+        trainer = _Trainer(settings, config, image, train)
+        steps_per_epoch = max(1, len(train.starts) // settings.batch_size)
+        total_steps = steps_per_epoch * settings.epochs
+        warmup = max(1, total_steps // 30)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            trainer.optimizer,
+            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)),
+        )
+        log(f"training on {len(train_episodes)} episodes ({len(train.q)} frames, {len(train.starts)} windows), "
+            f"{len(val_episodes)} held out; {settings.epochs} epochs x {steps_per_epoch} steps")
+        history: list[dict[str, float]] = []
+        started = time.perf_counter()
+        for epoch in range(settings.epochs):
+            order = rng.permutation(train.starts)
+            sums: dict[str, float] = {}
+            for step in range(steps_per_epoch):
+                batch = np.sort(order[step * settings.batch_size:(step + 1) * settings.batch_size])
+                losses = trainer.losses(*train.window(batch))
+                trainer.optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                trainer.optimizer.step()
+                schedule.step()
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+            with torch.no_grad():
+                trainer.encoder.eval()
+                z_val = _encode_all(trainer, val)
+                trainer.encoder.train()
+            q_error = float(np.abs(trainer.q_from_visual(z_val[:, :config.visual_dim]) - val.q).mean())
+            record = {key: value / steps_per_epoch for key, value in sums.items()}
+            record |= {"epoch": epoch + 1, "val_q_error_rad": q_error, "seconds": time.perf_counter() - started}
+            history.append(record)
+            log(f"epoch {epoch + 1:3d}/{settings.epochs}  prediction {record['prediction']:.5f}  "
+                f"alignment {record['alignment']:.5f}  variance {record['variance']:.4f}  "
+                f"covariance {record['covariance']:.4f}  val q error {q_error:.4f} rad  {record['seconds']:.0f} s")
+            if settings.time_budget_s is not None and record["seconds"] > settings.time_budget_s:
+                log(f"time budget of {settings.time_budget_s:.0f} s reached after epoch {epoch + 1}")
+                break
+        metrics = _evaluate(trainer, train, val)
+        metrics |= {
+            "epochs_run": len(history),
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "train_episodes": len(train_episodes),
+            "val_episodes": len(val_episodes),
+            "train_frames": len(train.q),
+            "first_epoch": {k: round(v, 6) for k, v in history[0].items()},
+            "last_epoch": {k: round(v, 6) for k, v in history[-1].items()},
+            "visual_target": {"q_mean": trainer.q_mean.tolist(), "q_std": trainer.q_std.tolist(),
+                              "basis": "rows [cos(pi*i/visual_dim), sin(pi*i/visual_dim)]"},
+        }
+        log("held-out metrics: " + ", ".join(f"{k} {metrics[k]}" for k in (
+            "probe_r2", "visual_q_error_rad_mean", "rollout_relative_rmse_visual", "latent_std_min_proprio")))
+        return TrainResult(config, trainer.encoder.eval(), trainer.predictor.eval(), image, metrics)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,246 @@
+"""`edgeloop bench`: per-stage latency of the model and planner, every backend side by side in one run."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from perception.manifest import load_manifest, manifest_sha256
+from planning.planner import Planner
+from planning.settings import PlannerSettings
+from planning.world_model import WorldModel
+from runtime.config import RunConfig
+from runtime.safety import SafetyFilter
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1000.0)
+
+
+def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[str, Any]:
+    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan."""
+    manifest = load_manifest(config.model.manifest)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (manifest.image.height, manifest.image.width, 3), dtype=np.uint8)
+    proprio = rng.standard_normal(manifest.proprio_dim).astype(np.float32)
+    n = config.planner.samples
+    results: dict[str, Any] = {}
+    for backend in backends:
+        model = WorldModel(manifest, backend=backend, threads=config.model.threads)  # type: ignore[arg-type]
+        latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
+        actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
+        planner = Planner(config.planner, model.predict, manifest.latent_dim, manifest.visual_dim,
+                          model.action_low, model.action_high)
+        planner.set_goal(model.encode_goal_image(frame))
+        start_latent = model.encode(frame, proprio)
+        results[backend] = {
+            "preprocess_ms": _median_ms(lambda m=model: m.preprocess(frame), repeats),
+            "encode_ms": _median_ms(lambda m=model: m.encode(frame, proprio), repeats),
+            "predict_batch_ms": _median_ms(lambda m=model, z=latents, a=actions: m.predict(z, a), repeats),
+            "plan_ms": _median_ms(lambda p=planner, z=start_latent: p.plan(z), max(10, repeats // 5)),
+        }
+    return {
+        "model_sha256": manifest_sha256(config.model.manifest),
+        "samples": n,
+        "horizon": config.planner.horizon,
+        "iterations": config.planner.iterations,
+        "threads": config.model.threads,
+        "repeats": repeats,
+        "backends": results,
+    }
+
+
+# -- closed-loop planner benchmark ----------------------------------------------------------------------------------
+
+class Policy(Protocol):
+    name: str
+
+    def set_goal(self, visual_latent: np.ndarray) -> None: ...
+
+    def act(self, latent: np.ndarray) -> np.ndarray: ...
+
+
+class EdgeloopPolicy:
+    """Our planner on our engine (ONNX Runtime)."""
+
+    def __init__(self, name: str, planner: Planner) -> None:
+        self.name = name
+        self.planner = planner
+
+    def set_goal(self, visual_latent: np.ndarray) -> None:
+        self.planner.set_goal(visual_latent)
+        self.planner.reset_warm_start()
+
+    def act(self, latent: np.ndarray) -> np.ndarray:
+        return self.planner.plan(latent).action
+
+
+class PytorchMppiPolicy:
+    """pytorch-mppi's MPPI on the same trained predictor, run by torch, with the same cost."""
+
+    name = "pytorch_mppi"
+
+    def __init__(self, weights: Path, settings: PlannerSettings, visual_dim: int, latent_dim: int,
+                 action_low: np.ndarray, action_high: np.ndarray, noise_std: float, temperature: float) -> None:
+        import torch
+        from pytorch_mppi import MPPI
+
+        from perception.nets import load_reference
+
+        torch.set_num_threads(1)
+        self._torch = torch
+        _config, _encoder, predictor = load_reference(weights)
+        predictor.eval()
+        self._goal = torch.zeros(visual_dim)
+        half_range = torch.from_numpy((action_high - action_low) / 2)
+        distance = settings.cost.distance if hasattr(settings, "cost") else "l1"
+
+        def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            return predictor(state, action)
+
+        def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            diff = state[:, :visual_dim] - self._goal
+            return diff.abs().sum(dim=1) if "l1" in str(distance) else diff.norm(dim=1)
+
+        self._make = lambda: MPPI(
+            dynamics, running_cost, latent_dim, torch.diag((half_range * noise_std) ** 2).float(),
+            num_samples=settings.samples, horizon=settings.horizon, lambda_=temperature,
+            u_min=torch.from_numpy(action_low).float(), u_max=torch.from_numpy(action_high).float(), device="cpu",
+        )
+        self._controller = self._make()
+
+    def set_goal(self, visual_latent: np.ndarray) -> None:
+        self._goal = self._torch.from_numpy(np.asarray(visual_latent, dtype=np.float32))
+        self._controller = self._make()
+
+    def act(self, latent: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            action = self._controller.command(self._torch.from_numpy(np.asarray(latent, dtype=np.float32)))
+        return np.asarray(action.numpy(), dtype=np.float64)
+
+
+def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
+                control_period_s: float, tolerance_m: float = 0.05, settle_ticks: int = 6,
+                max_ticks: int = 160) -> dict[str, Any]:
+    """Drive the in-process SimArm to each goal image; each goal starts from the previous goal's pose.
+
+    Identical tasks for every policy: same start poses, goals, physics and control period. Only `act`
+    is timed (the plan), not rendering or encoding, which all policies share.
+    """
+    import cv2
+
+    from runtime.sim.arm import SimArm
+
+    arm = SimArm((model.manifest.image.height, model.manifest.image.width))
+    safety = SafetyFilter(model.action_low, model.action_high, max_rate=40.0, period_s=control_period_s)
+    plan_ms: list[float] = []
+    outcomes = []
+    start_q = np.zeros(2)
+    for goal in goals:
+        image = cv2.imread(str(goal_dir / goal["image"]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"{goal_dir / goal['image']}: goal image missing or unreadable")
+        target = np.asarray(goal["ee"])
+        arm.reset(start_q)
+        safety.reset()
+        policy.set_goal(model.encode_goal_image(image))
+        within = 0
+        ticks = 0
+        while ticks < max_ticks and within < settle_ticks:
+            state = arm.state()
+            latent = model.encode(arm.render(), np.concatenate([state.q, state.dq]))
+            started = time.perf_counter()
+            action = policy.act(latent)
+            plan_ms.append((time.perf_counter() - started) * 1000.0)
+            verdict = safety(action)
+            arm.command_velocity(verdict.action if verdict.action is not None else np.zeros(2))
+            arm.step(control_period_s)
+            ticks += 1
+            within = within + 1 if np.linalg.norm(arm.state().ee - target) < tolerance_m else 0
+        distance = float(np.linalg.norm(arm.state().ee - target))
+        outcomes.append({"reached": within >= settle_ticks, "distance": distance, "ticks": ticks})
+        start_q = np.asarray(goal["q"], dtype=np.float64)
+    arm.close()
+    ms = np.asarray(plan_ms)
+    return {
+        "ms_per_plan": float(np.median(ms)),
+        "ms_per_plan_p90": float(np.percentile(ms, 90)),
+        "success_rate": sum(o["reached"] for o in outcomes) / len(outcomes),
+        "mean_final_distance": float(np.mean([o["distance"] for o in outcomes])),
+        "mean_ticks": float(np.mean([o["ticks"] for o in outcomes])),
+        "goals": outcomes,
+    }
+
+
+def _load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]], Path]:
+    goals_file = manifest_path.parent / "goals" / "goals.json"
+    goals = json.loads(goals_file.read_text())["goals"]
+    if len(goals) < count:
+        raise ValueError(f"{goals_file}: asked for {count} goals, the set has {len(goals)}")
+    return goals[:count], goals_file.parent
+
+
+def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float = 0.5,
+                  mppi_temperature: float = 1.0) -> dict[str, Any]:
+    """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim."""
+    manifest = load_manifest(config.model.manifest)
+    model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+    goals, goal_dir = _load_goal_set(config.model.manifest, goal_count)
+    results: dict[str, Any] = {}
+    for name in planners:
+        policy: Policy
+        if name == "pytorch_mppi":
+            if manifest.reference is None:
+                raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
+            policy = PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
+                                       manifest.latent_dim, model.action_low, model.action_high,
+                                       noise_std=mppi_noise_std, temperature=mppi_temperature)
+        else:
+            settings = config.planner.model_copy(update={"optimizer": name})
+            policy = EdgeloopPolicy(name, _planner(settings, model))
+        results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
+        results[name]["engine"] = "torch" if name == "pytorch_mppi" else model.backend
+    return {
+        "model_sha256": manifest_sha256(config.model.manifest),
+        "samples": config.planner.samples,
+        "horizon": config.planner.horizon,
+        "iterations": config.planner.iterations,
+        "goals": goal_count,
+        "planners": results,
+    }
+
+
+def _planner(settings: PlannerSettings, model: WorldModel) -> Planner:
+    return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high)
+
+
+def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
+    manifest = load_manifest(config.model.manifest)
+    model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+    goals, goal_dir = _load_goal_set(config.model.manifest, goal_count)
+    rows = []
+    for key, values in axes.items():
+        for value in values:
+            update: dict[str, Any] = {key: value}
+            if key == "samples":
+                update["elites"] = min(config.planner.elites, value)
+            settings = config.planner.model_copy(update=update)
+            result = closed_loop(EdgeloopPolicy(settings.optimizer, _planner(settings, model)), model, goals, goal_dir,
+                                 control_period_s=manifest.control_period_s)
+            rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
+                         "varied": key, "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
+                         "mean_ticks": result["mean_ticks"]})
+    return rows
