@@ -45,10 +45,12 @@ lint: setup
 	$(VENV)/bin/ruff check runtime perception planning calibration tests
 	$(VENV)/bin/mypy
 
-# Regenerate the shipped demo model, goal images and recorded feed from scratch (about 15 minutes on 2 cores).
+# Regenerate the shipped demo model, goal images and recorded feed from scratch (about 10 minutes on 2 cores:
+# recording 1.5, training 7-8; docs/training.md).
 model: setup
-	$(VENV)/bin/edgeloop record --out build/episodes --episodes 60 --steps 200 --seed 1
-	$(VENV)/bin/edgeloop train --data build/episodes --out models/demo --seed 0
+	rm -rf build/episodes
+	$(VENV)/bin/edgeloop record --out build/episodes --episodes 100 --steps 200 --seed 1
+	$(VENV)/bin/edgeloop train --data build/episodes --out models/demo --seed 0 --epochs 6
 	$(VENV)/bin/edgeloop goals --out models/demo/goals --count 50 --seed 1000
 	$(VENV)/bin/edgeloop record --out data --episodes 1 --steps 200 --seed 7 --name demo_feed
 

@@ -7,6 +7,8 @@ dynamic batch axis) and the manifest is re-loaded with full verification before 
 from __future__ import annotations
 
 import datetime
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +50,17 @@ def _spec(name: str, *dims: int) -> TensorSpec:
 
 def _export_onnx(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
     batch = torch.export.Dim(BATCH_AXIS, min=1, max=65536)
-    torch.onnx.export(
-        module, tuple(inputs.values()), str(path), dynamo=True, external_data=False,
-        input_names=list(inputs), output_names=[output],
-        dynamic_shapes={name: {0: batch} for name in inputs},
-    )
+    # Exporter noise that says nothing about this model: every input shares the one batch axis (reported
+    # as a skipped renaming), torch-internal deprecations, and torchvision ops it cannot find.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)", category=FutureWarning)
+        torch.onnx.export(
+            module, tuple(inputs.values()), str(path), dynamo=True, external_data=False, verbose=False,
+            input_names=list(inputs), output_names=[output],
+            dynamic_shapes={name: {0: batch} for name in inputs},
+        )
     if path.with_name(path.name + ".data").exists():
         raise ExportError(f"{path}: the exporter wrote external weights; expected a single file")
 

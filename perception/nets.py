@@ -39,36 +39,40 @@ class NetConfig:
         return cls(**{**data, "channels": tuple(data["channels"])})
 
 
-class SpatialSoftmax(nn.Module):
-    """Per channel, the softmax-weighted mean (x, y) of the feature map: sub-pixel keypoints."""
+class CoordinateChannels(nn.Module):
+    """Appends x and y coordinate planes in [-1, 1] (CoordConv), so convolutions can tell where they are."""
+
+    grid: torch.Tensor
 
     def __init__(self, height: int, width: int) -> None:
         super().__init__()
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1))  # (H*W, 2)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.register_buffer("grid", torch.stack([xs, ys])[None])  # (1, 2, H, W)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        batch, channels = features.shape[:2]
-        weights = torch.softmax(features.flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, C, H*W)
-        return (weights @ self.grid).reshape(batch, channels * 2)
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image, self.grid.expand(image.shape[0], -1, -1, -1)], dim=1)
 
 
 class Encoder(nn.Module):
     """(normalized image [B,3,H,W], proprio [B,P] in rad and rad/s) -> latent [z_visual | z_proprio]."""
 
+    proprio_mean: torch.Tensor
+    proprio_std: torch.Tensor
+
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         c1, c2, c3 = config.channels
+        # The arm's pose is a position question, hence coordinate channels and a dense head over the map.
         self.conv = nn.Sequential(
-            nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.GELU(),
+            CoordinateChannels(config.image_size, config.image_size),
+            nn.Conv2d(5, c1, 5, stride=2, padding=2), nn.GELU(),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.GELU(),
+            nn.Flatten(),
         )
-        side = config.image_size // 4
-        self.keypoints = SpatialSoftmax(side, side)
+        side = config.image_size // 8
         self.visual_head = nn.Sequential(
-            nn.Linear(2 * c3, config.hidden), nn.GELU(),
+            nn.Linear(c3 * side * side, config.hidden), nn.GELU(),
             nn.Linear(config.hidden, config.hidden), nn.GELU(),
             nn.Linear(config.hidden, config.visual_dim),
         )
@@ -81,13 +85,15 @@ class Encoder(nn.Module):
         self.register_buffer("proprio_std", torch.ones(config.proprio_dim))
 
     def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        z_visual = self.visual_head(self.keypoints(self.conv(image)))
+        z_visual = self.visual_head(self.conv(image))
         z_proprio = self.proprio_head((proprio - self.proprio_mean) / self.proprio_std)
         return torch.cat([z_visual, z_proprio], dim=1)
 
 
 class Predictor(nn.Module):
     """(latent [B,Z], physical action [B,A]) -> next latent one control period later (residual MLP)."""
+
+    action_scale: torch.Tensor
 
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
@@ -96,6 +102,11 @@ class Predictor(nn.Module):
             nn.Linear(config.hidden, config.hidden), nn.GELU(),
             nn.Linear(config.hidden, config.latent_dim),
         )
+        # Start as "nothing moves" (next = current), so training only ever adds learned dynamics.
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.register_buffer("action_scale", torch.ones(config.action_dim))
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

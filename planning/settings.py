@@ -1,4 +1,8 @@
-"""Typed planner settings: the `planner` section of a run config (validated by pydantic)."""
+"""Typed planner settings: the `planner` section of a run config (validated by pydantic).
+
+Spreads, noise and bounds are in normalized action units, where [-1, 1] spans the model's action bounds;
+pinned values are in the model's physical action units. docs/planner.md explains every knob.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +15,83 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class CemSettings(_Settings):
+    elites: int = Field(16, ge=1, description="Lowest-cost samples that refit the sampling distribution.")
+    momentum_mean: float = Field(
+        0.0, ge=0, lt=1, description="Share of the previous mean kept at each refit (0: the elites' mean only)."
+    )
+    momentum_std: float = Field(
+        0.0, ge=0, lt=1, description="Share of the previous spread kept at each refit (0: the elites' spread only)."
+    )
+    init_std: float = Field(0.5, gt=0, le=2.0, description="Spread each plan starts from.")
+    min_std: float = Field(0.05, ge=0, le=2.0, description="Floor on the spread so the distribution never collapses.")
+
+
+class MppiSettings(_Settings):
+    temperature: float = Field(
+        0.5, gt=0, description="Softmin temperature, in units of the iteration's cost standard deviation."
+    )
+    noise_std: float = Field(0.3, gt=0, le=2.0, description="Fixed spread of the samples around the mean.")
+
+
+class PredictiveSamplingSettings(_Settings):
+    noise_std: float = Field(0.2, gt=0, le=2.0, description="Fixed spread of the samples around the nominal plan.")
+
+
+class DistanceTerm(_Settings):
+    distance: Literal["l1", "l2", "cosine"] = Field("l1", description="Distance between predicted and goal latent.")
+    steps: Literal["all", "last"] = Field("all", description="Sum over every horizon step, or score the last only.")
+    weight: float = Field(1.0, ge=0, description="Weight of this term in the total cost.")
+
+
+class WeightTerm(_Settings):
+    weight: float = Field(0.0, ge=0, description="Weight of this term in the total cost (0: off).")
+
+
 class CostSettings(_Settings):
-    distance: Literal["l1", "l2"] = Field("l1", description="Distance between predicted and goal visual latents.")
-    steps: Literal["all", "last"] = Field("all", description="Score every horizon step or only the last one.")
+    goal: DistanceTerm = Field(default_factory=DistanceTerm, description="Visual latent against the goal's.")
+    state_goal: DistanceTerm = Field(
+        default_factory=DistanceTerm, description="Proprio part of the latent against a state goal, when one is set."
+    )
+    action_magnitude: WeightTerm = Field(
+        default_factory=WeightTerm, description="Sum of squared normalized distances from the hold-still action."
+    )
+    action_rate: WeightTerm = Field(
+        default_factory=WeightTerm,
+        description="Sum of squared normalized changes between steps, starting from the previous command.",
+    )
+    bounds: WeightTerm = Field(
+        default_factory=WeightTerm, description="Sum of how far samples reached beyond [-1, 1] before clipping."
+    )
 
 
 class PlannerSettings(_Settings):
-    optimizer: Literal["cem"] = Field("cem", description="Sampling optimizer.")
-    samples: int = Field(256, ge=2, le=100_000, description="Action sequences per iteration (N).")
-    horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H).")
-    iterations: int = Field(3, ge=1, le=100, description="Optimizer iterations per plan (K).")
-    elites: int = Field(16, ge=1, description="Lowest-cost samples that refit the sampling distribution.")
-    init_std: float = Field(
-        0.5, gt=0, le=2.0, description="Initial spread in normalized action units ([-1, 1] spans the bounds)."
-    )
-    min_std: float = Field(0.05, ge=0, le=2.0, description="Floor on the spread so the distribution never collapses.")
+    optimizer: Literal["cem", "mppi", "predictive_sampling"] = Field("cem", description="Sampling optimizer.")
+    samples: int = Field(256, ge=4, le=100_000, description="Action sequences per iteration (N).")
+    horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H), one control period each.")
+    iterations: int = Field(3, ge=1, le=100, description="Most optimizer iterations per plan (K).")
     seed: int = Field(0, description="Sampling seed.")
+    deadline_ms: float | None = Field(
+        None, gt=0, description="Time budget per plan; iterating stops when the next iteration would overrun it."
+    )
+    execute_steps: int = Field(
+        1, ge=1, description="Planned actions executed per plan (an action chunk); 1 replans every tick."
+    )
+    pinned: dict[int, float] = Field(
+        default_factory=dict, description="Action dimension -> value held in every sample (physical units)."
+    )
+    cem: CemSettings = Field(default_factory=CemSettings)
+    mppi: MppiSettings = Field(default_factory=MppiSettings)
+    predictive_sampling: PredictiveSamplingSettings = Field(default_factory=PredictiveSamplingSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
 
     @model_validator(mode="after")
-    def _elites_fit(self) -> PlannerSettings:
-        if self.elites > self.samples:
-            raise ValueError(f"elites ({self.elites}) must not exceed samples ({self.samples})")
+    def _consistent(self) -> PlannerSettings:
+        if self.optimizer == "cem" and self.cem.elites > self.samples:
+            raise ValueError(f"cem.elites ({self.cem.elites}) must not exceed samples ({self.samples})")
+        if self.execute_steps > self.horizon:
+            raise ValueError(f"execute_steps ({self.execute_steps}) must not exceed horizon ({self.horizon})")
+        negative = [dim for dim in self.pinned if dim < 0]
+        if negative:
+            raise ValueError(f"pinned: action dimensions are indices from 0, not {negative}")
         return self

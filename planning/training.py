@@ -16,6 +16,7 @@ Takes plain arrays (planning never imports runtime); seeded; torch is needed onl
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
-    epochs: int = Field(12, ge=1, description="Passes over all training windows.")
+    epochs: int = Field(6, ge=1, description="Passes over all training windows.")
     time_budget_s: float | None = Field(None, gt=0, description="Stop after the epoch that crosses this.")
     batch_size: int = Field(64, ge=2, description="Windows per step (each window is horizon+1 frames).")
     lr: float = Field(2e-3, gt=0)
@@ -95,7 +96,7 @@ class _Dataset:
         self.q = np.concatenate([e.q for e in episodes]).astype(np.float32)
         self.actions = np.concatenate([e.actions for e in episodes]).astype(np.float32)
         offsets = np.cumsum([0] + [len(e.q) for e in episodes])
-        self.starts = np.concatenate([np.arange(a, b - horizon) for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
+        self.starts = np.concatenate([np.arange(a, b - horizon) for a, b in itertools.pairwise(offsets)])
         self.horizon = horizon
 
     def window(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -195,6 +196,16 @@ class _Trainer:
                 "covariance": covariance}
 
 
+def _warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 1/30 of the steps, then cosine decay to zero."""
+    warmup = max(1, total_steps // 30)
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def _encode_all(trainer: _Trainer, data: _Dataset, chunk: int = 512) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([trainer.encode(data.frames[i:i + chunk], data.proprio[i:i + chunk])
@@ -203,8 +214,6 @@ def _encode_all(trainer: _Trainer, data: _Dataset, chunk: int = 512) -> torch.Te
 
 def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, Any]:
     """Held-out metrics: linear probe z_visual -> q, q read through the fixed basis, rollout error, spread."""
-    trainer.encoder.eval()
-    trainer.predictor.eval()
     visual_dim = trainer.config.visual_dim
     z_train, z_val = _encode_all(trainer, train), _encode_all(trainer, val)
 
@@ -218,6 +227,7 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
     basis_error = np.abs(trainer.q_from_visual(z_val[:, :visual_dim]) - val.q)
 
     spread = z_val.std(dim=0)
+    train_spread = z_train.std(dim=0)
     with torch.no_grad():
         start = torch.from_numpy(val.starts)
         ticks = start[:, None] + torch.arange(val.horizon + 1)
@@ -229,22 +239,25 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
             error = current - z_val[ticks[:, step + 1]]
             rmse_all.append(float(error.pow(2).mean().sqrt() / spread.mean()))
             rmse_visual.append(float(error[:, :visual_dim].pow(2).mean().sqrt() / spread[:visual_dim].mean()))
-    trainer.encoder.train()
-    trainer.predictor.train()
     return {
         "probe_r2": [round(float(v), 5) for v in probe_r2],
         "visual_q_error_rad_mean": round(float(basis_error.mean()), 5),
         "visual_q_error_rad_p95": round(float(np.percentile(basis_error, 95)), 5),
         "rollout_relative_rmse": [round(v, 5) for v in rmse_all],
         "rollout_relative_rmse_visual": [round(v, 5) for v in rmse_visual],
-        "latent_std_min_visual": round(float(spread[:visual_dim].min()), 5),
-        "latent_std_min_proprio": round(float(spread[visual_dim:].min()), 5),
+        # Collapse shows on the training frames first (held-out episodes may cover a narrow range).
+        "latent_std_min_visual": round(float(train_spread[:visual_dim].min()), 5),
+        "latent_std_min_proprio": round(float(train_spread[visual_dim:].min()), 5),
     }
 
 
 def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings,
                       log: Callable[[str], None] = print) -> TrainResult:
-    """Train encoder + predictor; returns them (eval mode) with the image spec they expect and metrics."""
+    """Train encoder + predictor; returns them (eval mode) with the image spec they expect and metrics.
+
+    Metrics are measured on the held-out episodes (on the training episodes when none are held out).
+    The networks have no train/eval-dependent layers, so evaluation between epochs needs no mode switch.
+    """
     _check_episodes(episodes, settings.horizon)
     train_episodes, val_episodes = _split(episodes, settings.val_fraction)
     threads = torch.get_num_threads()
@@ -255,19 +268,14 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
         train = _Dataset(train_episodes, settings.horizon)
         val = _Dataset(val_episodes or train_episodes, settings.horizon)
         image = _image_spec(train.frames)
+        if image.width != image.height:
+            raise ValueError(f"training needs square frames, found {image.width}x{image.height}")
         config = NetConfig(image_size=image.height, channels=settings.channels, visual_dim=settings.visual_dim,
                            proprio_dim=train.proprio.shape[1], proprio_latent_dim=settings.proprio_latent_dim,
                            action_dim=train.actions.shape[1], hidden=settings.hidden)
-        if image.width != image.height:
-            raise ValueError(f"training needs square frames, found {image.width}x{image.height}")
         trainer = _Trainer(settings, config, image, train)
         steps_per_epoch = max(1, len(train.starts) // settings.batch_size)
-        total_steps = steps_per_epoch * settings.epochs
-        warmup = max(1, total_steps // 30)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            trainer.optimizer,
-            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)),
-        )
+        schedule = _warmup_cosine(trainer.optimizer, steps_per_epoch * settings.epochs)
         log(f"training on {len(train_episodes)} episodes ({len(train.q)} frames, {len(train.starts)} windows), "
             f"{len(val_episodes)} held out; {settings.epochs} epochs x {steps_per_epoch} steps")
         history: list[dict[str, float]] = []
@@ -284,10 +292,7 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
                 schedule.step()
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
-            with torch.no_grad():
-                trainer.encoder.eval()
-                z_val = _encode_all(trainer, val)
-                trainer.encoder.train()
+            z_val = _encode_all(trainer, val)
             q_error = float(np.abs(trainer.q_from_visual(z_val[:, :config.visual_dim]) - val.q).mean())
             record = {key: value / steps_per_epoch for key, value in sums.items()}
             record |= {"epoch": epoch + 1, "val_q_error_rad": q_error, "seconds": time.perf_counter() - started}

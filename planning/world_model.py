@@ -33,6 +33,9 @@ class WorldModel:
         self.action_low = np.asarray(manifest.action_low, dtype=np.float32)
         self.action_high = np.asarray(manifest.action_high, dtype=np.float32)
         self._proprio = np.zeros((1, manifest.proprio_dim), dtype=np.float32)
+        # The encoder's proprio input is [q, dq]: positions first, then velocities of the same joints.
+        self.joint_count = manifest.proprio_dim // 2
+        self._blank_image = np.zeros((1, 3, manifest.image.height, manifest.image.width), dtype=np.float32)
 
     def encode(self, frame_bgr: np.ndarray, proprio: np.ndarray | None) -> np.ndarray:
         """Latent (latent_dim,) of one BGR frame and its proprio vector (zeros when unknown)."""
@@ -53,6 +56,22 @@ class WorldModel:
         if image is None:
             raise FileNotFoundError(f"goal image {path}: missing or not a readable image")
         return self.encode_goal_image(image)
+
+    def encode_goal_state(self, q: np.ndarray) -> np.ndarray:
+        """Proprio part of the latent (latent_dim - visual_dim,) for joint positions q held still (dq = 0)."""
+        q = np.asarray(q, dtype=np.float32).ravel()
+        if 2 * self.joint_count != self.manifest.proprio_dim:
+            raise ValueError(f"goal state: the model's proprio input has {self.manifest.proprio_dim} values, "
+                             f"not [q, dq] pairs, so joint-state goals do not apply to it")
+        if q.size != self.joint_count:
+            raise ValueError(f"goal state: {q.size} joint positions given; the model's proprio input "
+                             f"[q, dq] ({self.manifest.proprio_dim} values) takes {self.joint_count}")
+        if not np.all(np.isfinite(q)):
+            raise ValueError("goal state: joint positions must be finite")
+        proprio = np.concatenate([q, np.zeros_like(q)])[None]
+        # The proprio branch never sees the image, so a blank image leaves this part of the latent unchanged.
+        out = self.encoder.run({ENCODER_IMAGE: self._blank_image, ENCODER_PROPRIO: proprio})
+        return out[ENCODER_LATENT][0, self.visual_dim:].copy()
 
     def predict(self, latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """One batched predictor step: latents (N, Z) and physical actions (N, A) -> next latents (N, Z)."""

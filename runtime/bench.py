@@ -42,7 +42,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
         actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
         planner = Planner(config.planner, model.predict, manifest.latent_dim, manifest.visual_dim,
-                          model.action_low, model.action_high)
+                          model.action_low, model.action_high, manifest.control_period_s)
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
         results[backend] = {
@@ -105,7 +105,7 @@ class PytorchMppiPolicy:
         predictor.eval()
         self._goal = torch.zeros(visual_dim)
         half_range = torch.from_numpy((action_high - action_low) / 2)
-        distance = settings.cost.distance if hasattr(settings, "cost") else "l1"
+        distance = settings.cost.goal.distance
 
         def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
             return predictor(state, action)
@@ -223,7 +223,8 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
 
 
 def _planner(settings: PlannerSettings, model: WorldModel) -> Planner:
-    return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high)
+    return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high,
+                   model.manifest.control_period_s)
 
 
 def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]) -> list[dict[str, Any]]:
@@ -236,7 +237,7 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
         for value in values:
             update: dict[str, Any] = {key: value}
             if key == "samples":
-                update["elites"] = min(config.planner.elites, value)
+                update["cem"] = config.planner.cem.model_copy(update={"elites": min(config.planner.cem.elites, value)})
             settings = config.planner.model_copy(update=update)
             result = closed_loop(EdgeloopPolicy(settings.optimizer, _planner(settings, model)), model, goals, goal_dir,
                                  control_period_s=manifest.control_period_s)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from runtime.cli_controller import controller_sim
+from runtime.cli_goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli_model import goals, record, train
 
 app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
@@ -22,6 +23,11 @@ bench_app = typer.Typer(help="Benchmarks: every variant side by side in one run.
 app.add_typer(controller_app, name="controller")
 app.add_typer(bench_app, name="bench")
 controller_app.command("sim")(controller_sim)
+goal_app = typer.Typer(help="Goal images and run-time goal switching (docs/goals.md).", no_args_is_help=True)
+app.add_typer(goal_app, name="goal")
+goal_app.command("capture")(goal_capture)
+goal_app.command("send")(goal_send)
+goal_app.command("from-recording")(goal_from_recording)
 app.command("record")(record)
 app.command("train")(train)
 app.command("goals")(goals)

@@ -17,7 +17,7 @@ MODEL_NAME = "planar-arm-jepa"
 
 def record(
     out: Annotated[Path, typer.Option(help="Directory for the episode recordings.")],
-    episodes: Annotated[int, typer.Option(help="Number of episodes.")] = 60,
+    episodes: Annotated[int, typer.Option(help="Number of episodes.")] = 100,
     steps: Annotated[int, typer.Option(help="Control ticks per episode (0.05 s each).")] = 200,
     seed: Annotated[int, typer.Option(help="Exploration seed.")] = 1,
     name: Annotated[str, typer.Option(help="File name stem: NAME.mcap for one episode, NAME_000.mcap, ... else.")]
@@ -34,8 +34,10 @@ def train(
     data: Annotated[Path, typer.Option(help="Directory of episode .mcap recordings.")],
     out: Annotated[Path, typer.Option(help="Directory for manifest.json and the model files.")],
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Passes over the training windows.")] = 12,
+    epochs: Annotated[int, typer.Option(help="Passes over the training windows.")] = 6,
     threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
+    time_budget_s: Annotated[float | None, typer.Option(help="Stop after the epoch that crosses this many seconds.")]
+    = None,
 ) -> None:
     """Train the world model (encoder + predictor) on recorded episodes and export it with its manifest."""
     from perception.export import ModelInterface, export_world_model
@@ -50,11 +52,13 @@ def train(
     periods = np.concatenate([np.diff(e.stamps) for e in episodes]) / 1e9
     control_period_s = round(float(np.median(periods)), 6)
     arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions) for e in episodes]
-    settings = TrainSettings(seed=seed, epochs=epochs, threads=threads)
+    settings = TrainSettings(seed=seed, epochs=epochs, threads=threads, time_budget_s=time_budget_s)
     result = train_world_model(arrays, settings)
+    # Over the training arrays, not the files: re-recording the same episodes changes only the stamps.
     data_digest = hashlib.sha256()
-    for path in files:
-        data_digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for episode in arrays:
+        for array in (episode.frames, episode.q, episode.dq, episode.actions):
+            data_digest.update(np.ascontiguousarray(array).tobytes())
     interface = ModelInterface(
         name=MODEL_NAME,
         image=result.image,

@@ -7,11 +7,12 @@ Unknown keys and bad values are refused with the dotted key path and the file th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planning.settings import PlannerSettings
 from runtime import protocol
@@ -56,6 +57,10 @@ class LinkSection(_Section):
     state_timeout_ms: float = Field(
         500.0, gt=0, description="No controller state for this long: count missing state and send stop."
     )
+    goal_endpoint: str | None = Field(
+        protocol.DEFAULT_GOAL_ENDPOINT,
+        description="Where the runtime binds a PULL for goal messages at run time (null: no goal socket).",
+    )
 
 
 class LoopSection(_Section):
@@ -76,7 +81,45 @@ class LoopSection(_Section):
 
 
 class GoalSection(_Section):
-    image: Path | None = Field(Path("models/demo/goals/goal_000.png"), description="Goal image file (BGR/PNG/JPEG).")
+    """The goal at start: a view (an image file or a recording's frame), a joint state, or a view and a state."""
+
+    image: Path | None = Field(
+        Path("models/demo/goals/goal_000.png"),
+        description="Goal view as an image file (PNG/JPEG). Default only when the section names no other goal.",
+    )
+    recording: Path | None = Field(None, description="Goal view from an MCAP recording (frame `goal.frame`).")
+    frame: int | None = Field(None, ge=0, description="Index of the goal frame in `goal.recording`, from 0.")
+    state: list[float] | None = Field(
+        None, min_length=1, description="Goal joint positions (rad), held still; may join an image or recording."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_image_only_alone(cls, data: Any) -> Any:
+        # The default image is the goal only when nothing else is named: `goal: {state: [...]}` means a
+        # state goal, not the default view plus a state.
+        if isinstance(data, dict) and "image" not in data and any(
+            data.get(key) is not None for key in ("recording", "state")
+        ):
+            return {**data, "image": None}
+        return data
+
+    @field_validator("state")
+    @classmethod
+    def _finite(cls, state: list[float] | None) -> list[float] | None:
+        if state is not None and not all(math.isfinite(q) for q in state):
+            raise ValueError("joint positions must be finite")
+        return state
+
+    @model_validator(mode="after")
+    def _one_view(self) -> GoalSection:
+        if self.image is not None and self.recording is not None:
+            raise ValueError("give the goal view as either 'image' or 'recording', not both")
+        if self.recording is not None and self.frame is None:
+            raise ValueError("'recording' needs 'frame': the index of the goal frame")
+        if self.frame is not None and self.recording is None:
+            raise ValueError("'frame' needs 'recording': the MCAP file to take it from")
+        return self
 
 
 class SafetySection(_Section):

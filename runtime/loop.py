@@ -1,13 +1,20 @@
-"""The control loop: newest frame -> encode -> plan -> safety filter -> command, at a fixed rate."""
+"""The control loop: newest frame -> encode -> plan -> safety filter -> command, at a fixed rate.
+
+Each tick also takes the newest goal message (docs/goals.md) and, when the run's config file changed or
+SIGHUP arrived, reloads the planner section (runtime/reload.py). With `planner.execute_steps` = k > 1 a
+plan's first k actions go out on k consecutive ticks (an action chunk) before the next plan.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +25,18 @@ from planning.planner import Planner, PlanResult
 from planning.world_model import WorldModel
 from runtime import protocol
 from runtime.config import RunConfig, dump_config
+from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import RuntimeLink
 from runtime.recording import RecordingWriter
+from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
-from runtime.telemetry import Telemetry
+from runtime.telemetry import Telemetry, TimingSeries
 
 StopCondition = Callable[[protocol.State | None], bool]
+
+# Counters this loop adds to the telemetry's own.
+LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits")
 
 
 def new_run_dir(runs_dir: Path) -> Path:
@@ -35,51 +47,131 @@ def new_run_dir(runs_dir: Path) -> Path:
 
 
 class ControlLoop:
-    """Owns the engines, planner, source, link and telemetry of one run."""
+    """Owns the engines, planner, goals, source, link and telemetry of one run.
 
-    def __init__(self, config: RunConfig, *, source: FrameSource | None = None,
-                 link: RuntimeLink | None = None) -> None:
+    `config_file` (with the run's `overrides`) turns on hot reload of its planner section.
+    """
+
+    def __init__(self, config: RunConfig, *, source: FrameSource | None = None, link: RuntimeLink | None = None,
+                 config_file: Path | None = None, overrides: Sequence[str] = ()) -> None:
         self.config = config
         manifest = load_manifest(config.model.manifest)
         self.model_sha256 = manifest_sha256(config.model.manifest)
         self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+        # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
-                               self.world_model.action_low, self.world_model.action_high)
-        if config.goal.image is not None:
-            self.planner.set_goal(self.world_model.load_goal_image(config.goal.image))
+                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s)
+        self.goal: GoalTarget | None = None
+        start_goal = goal_from_config(config.goal, self.world_model)
+        if start_goal is not None:
+            self.set_goal(start_goal)
         self.safety = SafetyFilter(self.world_model.action_low, self.world_model.action_high,
                                    config.safety.max_rate, config.loop.period_s)
         self.telemetry = Telemetry()
+        for name in LOOP_COUNTERS:
+            self.telemetry.counters[name] = 0
         self.stop_requested = threading.Event()
-        self.source = source or open_source(config.source.uri, pace=config.source.pace, loop=config.source.loop)
-        self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint)
-        self.run_dir = new_run_dir(config.runs_dir)
-        self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
-        self.plan_ms: list[float] = []
+        self.watcher = ConfigWatcher(config_file, overrides) if config_file is not None else None
+        endpoint = config.link.goal_endpoint
+        self.goal_server = GoalServer(endpoint) if endpoint is not None else None
+        try:
+            self.source = source or open_source(config.source.uri, pace=config.source.pace,
+                                                loop=config.source.loop)
+            self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint)
+            self.run_dir = new_run_dir(config.runs_dir)
+            self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
+        except BaseException:
+            if self.goal_server is not None:
+                self.goal_server.close()  # free the bound port for a retry in this process
+            raise
+        # Per-plan diagnostics for the summary.
+        self.plan_ms, self.plan_iterations, self.plan_spread = TimingSeries(), TimingSeries(), TimingSeries()
         self.last_plan: PlanResult | None = None
         self.frame: SourceFrame | None = None
         self.state: protocol.State | None = None
         self._frame_seen = 0.0
         self._state_seen = 0.0
         self._stopped = True
+        # The action chunk being executed: planned actions (k, A), the next one to send, the plan's frame stamp.
+        self._chunk: np.ndarray | None = None
+        self._chunk_next = 0
+        self._chunk_stamp = 0
+        self._last_plan_at: float | None = None  # perf_counter of the plan the warm start comes from
+        self._previous_action = np.zeros(self.world_model.action_dim)  # last command in force (0: held still)
         self._last_status = 0.0
         self._status = config.loop.status_line and sys.stderr.isatty()
 
+    @property
+    def goal_endpoint(self) -> str | None:
+        """The goal socket's bound endpoint (ports resolved), or None without one."""
+        return self.goal_server.endpoint if self.goal_server is not None else None
+
     # -- goals --------------------------------------------------------------------------------------------
-    def set_goal_image(self, image: np.ndarray) -> None:
-        self.planner.set_goal(self.world_model.encode_goal_image(image))
+    def set_goal(self, goal: GoalTarget) -> None:
+        """Switch the planner's goal now; the next tick plans afresh towards it."""
+        self.planner.set_goal(visual=goal.visual, state=goal.state)
         self.planner.reset_warm_start()
+        self.goal = goal
+        self._replan()
+
+    def set_goal_image(self, image: np.ndarray) -> None:
+        self.set_goal(GoalTarget(self.world_model.encode_goal_image(image), None, "goal image"))
+
+    def _take_goal_message(self, current_view: np.ndarray | None) -> None:
+        assert self.goal_server is not None
+        message = self.goal_server.receive()
+        if message is not None:
+            try:
+                goal = goal_from_message(message, self.world_model, current_view)
+                self.set_goal(goal)
+            except ValueError as exc:  # a GoalError, or a latent the planner refuses
+                self.goal_server.reject(str(exc))
+                self._say(f"goal message dropped: {exc}")
+            else:
+                self.telemetry.counters["goals"] += 1
+                self._say(f"goal switched: {goal.description}")
+                self._record_goal(goal)
+        self.telemetry.counters["bad_goals"] = self.goal_server.bad_messages
+
+    # -- hot reload ---------------------------------------------------------------------------------------
+    def _take_config_edit(self) -> None:
+        assert self.watcher is not None
+        counters = self.telemetry.counters
+        try:
+            edit = self.watcher.poll(self.config)
+            if edit is None:
+                return
+            self.planner.update_settings(edit.settings)
+        except (ReloadRefused, ValueError) as exc:
+            counters["reload_errors"] += 1
+            self._say(f"config reload refused, the planner keeps its settings: {exc}")
+            return
+        self.config = self.config.model_copy(update={"planner": edit.settings})
+        counters["reloads"] += 1
+        self._replan()
+        self._say("planner settings reloaded: " + "; ".join(edit.changes))
+
+    def _say(self, message: str) -> None:
+        """One line on stderr, below the status line if one is showing."""
+        print(("\n" if self._status else "") + f"edgeloop: {message}", file=sys.stderr, flush=True)
 
     # -- one tick -----------------------------------------------------------------------------------------
     def _proprio(self, state: protocol.State) -> np.ndarray:
         return np.concatenate([state.q, state.dq]).astype(np.float32)
 
+    def _replan(self) -> None:
+        """Drop what is left of the action chunk: the next tick that acts plans first."""
+        self._chunk = None
+
     def _send_stop(self, reason: str) -> None:
         self.link.send_stop(reason)
         self.telemetry.counters["stops"] += 1
+        self._replan()
         if not self._stopped:
             self.safety.reset()
             self.planner.reset_warm_start()
+            self._last_plan_at = None
+            self._previous_action.fill(0.0)
             self._stopped = True
 
     def tick(self) -> None:
@@ -94,26 +186,54 @@ class ControlLoop:
             state = self.link.latest_state()
         if state is not None:
             self.state, self._state_seen = state, now
+        fresh = self.frame is not None and (now - self._frame_seen) * 1000 <= self.config.source.frame_timeout_ms
+        if self.goal_server is not None:
+            # After the frame is read: a capture takes the newest view, and only a fresh one.
+            self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
+        if self.watcher is not None:
+            self._take_config_edit()
 
-        if self.frame is None or (now - self._frame_seen) * 1000 > self.config.source.frame_timeout_ms:
+        if not fresh or self.frame is None:
             counters["stale_frames"] += 1
             self._send_stop("no fresh frame")
         elif self.state is None or (now - self._state_seen) * 1000 > self.config.link.state_timeout_ms:
             counters["missing_state"] += 1
             self._send_stop("no controller state")
+        elif self.goal is None:
+            counters["no_goal"] += 1
+            self._send_stop("no goal")
         else:
             self._act(self.frame, self.state)
         counters["drops"] = self.source.dropped
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
 
-    def _act(self, frame: SourceFrame, state: protocol.State) -> None:
+    def _plan(self, frame: SourceFrame, state: protocol.State) -> tuple[np.ndarray, PlanResult]:
         with self.telemetry.stage("encode"):
             latent = self.world_model.encode(frame.image, self._proprio(state))
         with self.telemetry.stage("plan"):
-            plan = self.planner.plan(latent)
+            started = time.perf_counter()
+            elapsed = None if self._last_plan_at is None else started - self._last_plan_at
+            plan = self.planner.plan(latent, previous_action=self._previous_action, elapsed_s=elapsed)
+            self._last_plan_at = started
         self.last_plan = plan
-        self.plan_ms.append(plan.ms)
-        verdict = self.safety(plan.action)
+        self.plan_ms.add(plan.ms)
+        self.plan_iterations.add(plan.iterations)
+        self.plan_spread.add(plan.spread)
+        counters = self.telemetry.counters
+        counters["plans"] += 1
+        counters["deadline_hits"] += plan.deadline_hit
+        self._chunk = plan.sequence[: self.config.planner.execute_steps]
+        self._chunk_next = 0
+        self._chunk_stamp = frame.stamp_ns
+        return latent, plan
+
+    def _act(self, frame: SourceFrame, state: protocol.State) -> None:
+        planned: tuple[np.ndarray, PlanResult] | None = None
+        if self._chunk is None or self._chunk_next >= len(self._chunk):
+            planned = self._plan(frame, state)
+        assert self._chunk is not None
+        verdict = self.safety(self._chunk[self._chunk_next])
+        self._chunk_next += 1
         counters = self.telemetry.counters
         counters["clipped"] += verdict.clipped
         counters["rate_limited"] += verdict.rate_limited
@@ -121,28 +241,53 @@ class ControlLoop:
             self._send_stop(verdict.reason)
             return
         with self.telemetry.stage("send"):
-            seq = self.link.send_command(verdict.action, frame.stamp_ns, self.config.link.command_ttl_ms)
+            # The capture stamp is the one of the frame the plan came from, also for later actions of a chunk.
+            seq = self.link.send_command(verdict.action, self._chunk_stamp, self.config.link.command_ttl_ms)
         counters["commands"] += 1
+        self._previous_action[:] = verdict.action
         self._stopped = False
         if self.recording is not None:
             with self.telemetry.stage("record"):
-                self._record(seq, frame, state, latent, plan, verdict.action)
+                self._record(seq, frame, state, planned, verdict.action)
 
-    def _record(self, seq: int, frame: SourceFrame, state: protocol.State, latent: np.ndarray, plan: PlanResult,
-                action: np.ndarray) -> None:
+    def _record(self, seq: int, frame: SourceFrame, state: protocol.State,
+                planned: tuple[np.ndarray, PlanResult] | None, action: np.ndarray) -> None:
         assert self.recording is not None
         stamp = protocol.now_ns()
         self.recording.write_image(frame.image, frame.stamp_ns, seq)
         self.recording.write_json("/robot/state", {"seq": state.seq, "q": state.q.tolist(), "dq": state.dq.tolist(),
                                                    "ee": state.ee.tolist()}, stamp, seq)
-        self.recording.write_json("/model/latent", {"latent": latent.tolist()}, stamp, seq)
-        self.recording.write_json("/planner/plan", {"sequence": plan.sequence.tolist(), "cost": plan.cost,
-                                                    "iterations": plan.iterations, "ms": plan.ms,
-                                                    "best_cost_per_iteration": plan.best_cost_per_iteration},
-                                  stamp, seq)
+        if planned is not None:  # ticks inside an action chunk send a planned action without planning
+            latent, plan = planned
+            self.recording.write_json("/model/latent", {"latent": latent.tolist()}, stamp, seq)
+            self.recording.write_json("/planner/plan", plan.diagnostics() | {
+                "execute_steps": len(self._chunk) if self._chunk is not None else 0,
+                "optimizer": self.config.planner.optimizer}, stamp, seq)
         self.recording.write_json("/robot/command", {"seq": seq, "action": action.tolist()}, stamp, seq)
 
+    def _record_goal(self, goal: GoalTarget) -> None:
+        if self.recording is not None:
+            self.recording.write_json("/planner/goal", {
+                "description": goal.description,
+                "visual": goal.visual.tolist() if goal.visual is not None else None,
+                "state": goal.state.tolist() if goal.state is not None else None,
+            }, protocol.now_ns(), self.telemetry.counters["ticks"])
+
     # -- scheduling ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _reload_on_sighup(self) -> Iterator[None]:
+        """SIGHUP asks for a config re-read while the loop runs (main thread only: where handlers go)."""
+        if self.watcher is None or not hasattr(signal, "SIGHUP") \
+                or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        watcher = self.watcher
+        previous = signal.signal(signal.SIGHUP, lambda _signum, _frame: watcher.request())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+
     def run(self, duration_s: float | None = None, until: StopCondition | None = None) -> None:
         """Tick at the configured rate until stopped, `duration_s` passes or `until(state)` is true."""
         period = self.config.loop.period_s
@@ -150,26 +295,27 @@ class ControlLoop:
         duration_s = duration_s if duration_s is not None else self.config.loop.duration_s
         started = time.perf_counter()
         next_tick = started
-        while not self.stop_requested.is_set():
-            tick_start = time.perf_counter()
-            self.tick()
-            tick_end = time.perf_counter()
-            tick_s = tick_end - tick_start
-            self.telemetry.tick_ms.add(tick_s * 1000)
-            self.telemetry.counters["ticks"] += 1
-            if tick_s > deadline:
-                self.telemetry.counters["deadline_misses"] += 1
-            self._show_status(tick_end)
-            if until is not None and until(self.state):
-                break
-            if duration_s is not None and tick_end - started >= duration_s:
-                break
-            next_tick += period
-            if next_tick < tick_end:
-                # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
-                next_tick = tick_end
-            else:
-                self.stop_requested.wait(next_tick - tick_end)
+        with self._reload_on_sighup():
+            while not self.stop_requested.is_set():
+                tick_start = time.perf_counter()
+                self.tick()
+                tick_end = time.perf_counter()
+                tick_s = tick_end - tick_start
+                self.telemetry.tick_ms.add(tick_s * 1000)
+                self.telemetry.counters["ticks"] += 1
+                if tick_s > deadline:
+                    self.telemetry.counters["deadline_misses"] += 1
+                self._show_status(tick_end)
+                if until is not None and until(self.state):
+                    break
+                if duration_s is not None and tick_end - started >= duration_s:
+                    break
+                next_tick += period
+                if next_tick < tick_end:
+                    # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
+                    next_tick = tick_end
+                else:
+                    self.stop_requested.wait(next_tick - tick_end)
 
     def _show_status(self, now: float) -> None:
         if self._status and now - self._last_status > 0.5:
@@ -179,12 +325,24 @@ class ControlLoop:
     # -- shutdown -----------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         summary = self.telemetry.summary()
-        plan_ms = np.asarray(self.plan_ms) if self.plan_ms else np.zeros(1)
+        plan_ms = self.plan_ms.summary()
+        counters = self.telemetry.counters
         summary |= {
             "model_sha256": self.model_sha256,
             "backend": self.world_model.backend,
-            "planner": {"plans": len(self.plan_ms), "plan_ms_p50": float(np.percentile(plan_ms, 50)),
-                        "plan_ms_p99": float(np.percentile(plan_ms, 99))},
+            "planner": {
+                "optimizer": self.config.planner.optimizer,
+                "plans": counters["plans"],
+                "plan_ms_p50": plan_ms["p50"],
+                "plan_ms_p99": plan_ms["p99"],
+                "iterations_mean": _mean(self.plan_iterations),
+                "deadline_hits": counters["deadline_hits"],
+                "spread_mean": _mean(self.plan_spread),
+                "execute_steps": self.config.planner.execute_steps,
+                "commands_per_plan": counters["commands"] / counters["plans"] if counters["plans"] else 0.0,
+            },
+            "goal": {"description": self.goal.description if self.goal is not None else None,
+                     "endpoint": self.goal_endpoint},
             "run_dir": str(self.run_dir),
             "config": json.loads(self.config.model_dump_json()),
         }
@@ -197,6 +355,8 @@ class ControlLoop:
         finally:
             self.link.close()
             self.source.close()
+            if self.goal_server is not None:
+                self.goal_server.close()
             if self.recording is not None:
                 self.recording.close()
         if self._status:
@@ -205,3 +365,7 @@ class ControlLoop:
         (self.run_dir / "config.yaml").write_text(dump_config(self.config))
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _mean(series: TimingSeries) -> float:
+    return float(series.values.mean()) if series.count else 0.0

@@ -81,6 +81,7 @@ class Goal:
     stamp_send: int
     image: np.ndarray | None  # uint8 BGR goal view, or None
     state: np.ndarray | None  # goal joint positions, or None
+    capture: bool = False  # True: the goal view is the runtime's current view (never with image)
     type: str = field(default="goal", init=False)
 
 
@@ -132,7 +133,11 @@ def encode(message: Message) -> bytes:
     elif isinstance(message, Frame):
         body |= {"stamp": int(message.stamp)} | _image_fields(message.image)
     elif isinstance(message, Goal):
+        if message.capture and message.image is not None:
+            raise ProtocolError("goal: 'capture' and 'image' exclude each other")
         body["stamp_send"] = int(message.stamp_send)
+        if message.capture:
+            body["capture"] = True
         if message.image is not None:
             body["image"] = _image_fields(message.image)
         if message.state is not None:
@@ -233,9 +238,13 @@ def decode(payload: bytes) -> Message:
     if kind == "goal":
         image = _image(_get(body, "image", dict, kind), "goal.image") if "image" in body else None
         state = _vector(body, "state", kind) if "state" in body else None
-        if image is None and state is None:
-            raise ProtocolError("goal: needs 'image', 'state' or both")
-        return Goal(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), image=image, state=state)
+        capture = _get(body, "capture", bool, kind) if "capture" in body else False
+        if capture and image is not None:
+            raise ProtocolError("goal: 'capture' and 'image' exclude each other")
+        if image is None and state is None and not capture:
+            raise ProtocolError("goal: needs 'image', 'state' or both, or 'capture': true")
+        return Goal(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), image=image, state=state,
+                    capture=capture)
     raise ProtocolError(f"field 'type': unknown message type {kind!r}")
 
 

@@ -28,10 +28,11 @@ class TorchReferenceEngine(Engine):
         torch.set_num_threads(threads)
         _config, encoder, predictor = load_reference(weights)
         self.module = encoder if part == "encoder" else predictor
-        self._input_names = [s.name for s in spec.inputs]
+        self._argument_order = [s.name for s in spec.inputs]
         self._output_name = spec.outputs[0].name
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._torch.inference_mode():
-            output = self.module(*(self._torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self._input_names))
+            arguments = [self._torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self._argument_order]
+            output = self.module(*arguments)
         return {self._output_name: output.numpy()}

@@ -1,4 +1,4 @@
-"""The optimizer interface: propose action sequences in normalized units, refit from their costs."""
+"""The optimizer interface: propose normalized action sequences, refit the proposal from their costs."""
 
 from __future__ import annotations
 
@@ -10,27 +10,37 @@ from planning.settings import PlannerSettings
 
 
 class Optimizer(ABC):
-    """Works on sequences of shape (samples, horizon, action_dim) with values in [-1, 1].
+    """A sampling distribution over sequences of shape (horizon, action_dim) in normalized units.
 
-    Sample buffers are allocated once; `sample` returns a view the caller must not keep across calls.
+    The planner owns the sample buffer (samples, horizon, action_dim): it asks for proposals, puts its own
+    candidates in rows 0 and 1 (the warm start given to `reset`, hold-still, later the best so far), pins and
+    clips them to [-1, 1], rolls them out and hands back the costs, +inf where a cost was not finite.
     """
 
     def __init__(self, settings: PlannerSettings, action_dim: int, rng: np.random.Generator) -> None:
         self.settings = settings
-        self.action_dim = action_dim
         self.rng = rng
-        shape = (settings.samples, settings.horizon, action_dim)
-        self._samples = np.zeros(shape, dtype=np.float32)
-        self._noise = np.zeros(shape, dtype=np.float32)
+        self.shape = (settings.horizon, action_dim)
 
     @abstractmethod
     def reset(self, mean: np.ndarray) -> None:
-        """Start a plan around `mean` (horizon, action_dim), e.g. the shifted previous plan."""
+        """Start a plan around `mean` (horizon, action_dim): the shifted previous plan."""
 
     @abstractmethod
-    def sample(self) -> np.ndarray:
-        """Candidate sequences for this iteration, (samples, horizon, action_dim), clipped to [-1, 1]."""
+    def sample(self, out: np.ndarray) -> None:
+        """Write this iteration's proposals into `out` (samples, horizon, action_dim), unclipped."""
 
     @abstractmethod
     def update(self, samples: np.ndarray, costs: np.ndarray) -> None:
-        """Refit the sampling distribution from the candidates' finite costs."""
+        """Refit from the evaluated (clipped) samples and their costs; +inf costs carry no information."""
+
+    @abstractmethod
+    def spread(self) -> np.ndarray:
+        """Standard deviation of the current proposal, (horizon, action_dim), normalized units."""
+
+    def _gaussian_around(self, out: np.ndarray, center: np.ndarray, std: np.ndarray | float) -> None:
+        """Diagonal Gaussian samples around `center`; row 0 is `center` itself, so it always competes."""
+        self.rng.standard_normal(dtype=np.float32, out=out)
+        out *= std
+        out += center
+        out[0] = center

@@ -1,4 +1,4 @@
-"""Cross-entropy method: refit a diagonal Gaussian to the elite samples, with a floor on its spread."""
+"""Cross-entropy method: refit a diagonal Gaussian to the elite samples, with momentum and a spread floor."""
 
 from __future__ import annotations
 
@@ -11,27 +11,28 @@ from planning.settings import PlannerSettings
 class CrossEntropyMethod(Optimizer):
     def __init__(self, settings: PlannerSettings, action_dim: int, rng: np.random.Generator) -> None:
         super().__init__(settings, action_dim, rng)
-        self.mean = np.zeros((settings.horizon, action_dim), dtype=np.float32)
-        self.std = np.full_like(self.mean, settings.init_std)
+        self.cem = settings.cem
+        self.mean = np.zeros(self.shape, dtype=np.float32)
+        self.std = np.full(self.shape, self.cem.init_std, dtype=np.float32)
 
     def reset(self, mean: np.ndarray) -> None:
         self.mean[:] = mean
-        self.std.fill(self.settings.init_std)
+        self.std.fill(self.cem.init_std)
 
-    def sample(self) -> np.ndarray:
-        self._noise[:] = self.rng.standard_normal(self._noise.shape, dtype=np.float32)
-        np.multiply(self._noise, self.std, out=self._samples)
-        self._samples += self.mean
-        # The current mean competes as a candidate, so an iteration never loses the best guess so far.
-        self._samples[0] = self.mean
-        np.clip(self._samples, -1.0, 1.0, out=self._samples)
-        return self._samples
+    def sample(self, out: np.ndarray) -> None:
+        self._gaussian_around(out, self.mean, self.std)
 
     def update(self, samples: np.ndarray, costs: np.ndarray) -> None:
         finite = np.flatnonzero(np.isfinite(costs))
         if finite.size == 0:
             return
-        count = min(self.settings.elites, finite.size)
+        count = min(self.cem.elites, finite.size)
         elites = samples[finite[np.argpartition(costs[finite], count - 1)[:count]]]
-        self.mean[:] = elites.mean(axis=0)
-        np.maximum(elites.std(axis=0), self.settings.min_std, out=self.std)
+        keep_mean, keep_std = self.cem.momentum_mean, self.cem.momentum_std
+        self.mean[:] = keep_mean * self.mean + (1.0 - keep_mean) * elites.mean(axis=0)
+        self.std[:] = keep_std * self.std + (1.0 - keep_std) * elites.std(axis=0)
+        # Without a floor the spread collapses onto one sequence and later iterations stop exploring.
+        np.maximum(self.std, self.cem.min_std, out=self.std)
+
+    def spread(self) -> np.ndarray:
+        return self.std

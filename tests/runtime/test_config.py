@@ -21,8 +21,8 @@ def test_shipped_configs_validate(name: str) -> None:
 
 
 def test_overrides_apply_and_are_validated() -> None:
-    config = load_config(None, ["planner.samples=64", "planner.elites=8", "loop.rate_hz=30"])
-    assert (config.planner.samples, config.planner.elites, config.loop.rate_hz) == (64, 8, 30.0)
+    config = load_config(None, ["planner.samples=64", "planner.cem.elites=8", "loop.rate_hz=30"])
+    assert (config.planner.samples, config.planner.cem.elites, config.loop.rate_hz) == (64, 8, 30.0)
     with pytest.raises(ConfigError, match=r"planner\.samples"):
         load_config(None, ["planner.samples=0"])
     with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
@@ -41,7 +41,7 @@ def test_unknown_key_is_named_with_its_path_and_file(tmp_path: Path) -> None:
 
 def test_elites_may_not_exceed_samples() -> None:
     with pytest.raises(ConfigError, match=r"elites \(20\) must not exceed samples \(10\)"):
-        load_config(None, ["planner.samples=10", "planner.elites=20"])
+        load_config(None, ["planner.samples=10", "planner.cem.elites=20"])
 
 
 @pytest.mark.parametrize(

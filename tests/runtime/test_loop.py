@@ -73,6 +73,7 @@ def loop_config(endpoints: dict[str, str], tmp_path: Path, *extra: str) -> RunCo
         f"source.uri={endpoints['frame'].replace('tcp://', 'zmq://')}",
         f"runs_dir={tmp_path / 'runs'}",
         "loop.status_line=false",
+        f"link.goal_endpoint={ANY}",  # tests run side by side: never the fixed default port
         *extra,
     ])
 
@@ -97,6 +98,36 @@ def test_closed_loop_sends_commands_and_writes_summary(controller: SimController
 
     topics = {topic for topic, *_ in iter_messages(Path(summary["run_dir"]) / "run.mcap")}
     assert {"/camera/image", "/robot/state", "/robot/command", "/planner/plan", "/model/latent"} <= topics
+    assert {"plans", "plan_ms_p50", "plan_ms_p99", "iterations_mean", "deadline_hits", "spread_mean"} \
+        <= written["planner"].keys()
+    assert written["planner"]["plans"] == counters["commands"]  # execute_steps 1: one plan per command
+    assert {"reloads", "reload_errors", "goals", "bad_goals"} <= counters.keys()
+
+
+def test_action_chunks_plan_once_per_chunk_and_diagnostics_are_recorded(controller: SimControllerThread,
+                                                                        tmp_path: Path) -> None:
+    """execute_steps=3 sends a command every tick but plans on every third; a tiny budget cuts iterations."""
+    loop = ControlLoop(loop_config(controller.endpoints, tmp_path, "record=true", "planner.execute_steps=3",
+                                   "planner.iterations=3", "planner.deadline_ms=0.001"))
+    loop.run(duration_s=2.0)
+    summary = loop.close()
+    counters, planner = summary["counters"], summary["planner"]
+    assert counters["commands"] > 10
+    assert planner["plans"] * 3 >= counters["commands"]  # no chunk is longer than 3
+    assert planner["plans"] <= counters["commands"] // 3 + 2  # about a third: chunks run to their end
+    # A budget smaller than any iteration: every plan stops after its first iteration.
+    assert planner["deadline_hits"] == planner["plans"]
+    assert planner["iterations_mean"] == 1.0
+
+    recorded = list(iter_messages(Path(summary["run_dir"]) / "run.mcap", ["/planner/plan", "/robot/command"]))
+    plans = [payload for topic, _, _, payload in recorded if topic == "/planner/plan"]
+    assert len(plans) == planner["plans"]
+    assert len(recorded) - len(plans) == counters["commands"]
+    for plan in plans:
+        assert plan["iterations"] == 1 and plan["deadline_hit"] is True
+        assert len(plan["best_cost_per_iteration"]) == 1
+        assert plan["execute_steps"] == 3 and len(plan["sequence"]) == loop.config.planner.horizon
+        assert isinstance(plan["spread"], float)
 
 
 def test_controller_killed_mid_run_then_back(tmp_path: Path) -> None:
@@ -207,6 +238,7 @@ def test_replay_config_runs_open_loop_on_the_shipped_feed(controller: SimControl
         f"link.state_endpoint={controller.endpoints['state']}",
         f"runs_dir={tmp_path / 'runs'}",
         "loop.status_line=false",
+        f"link.goal_endpoint={ANY}",
     ])
     loop = ControlLoop(config)
     loop.run(duration_s=2.0)

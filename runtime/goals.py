@@ -1,0 +1,184 @@
+"""Goals (docs/goals.md): from the config at start, and from `goal` messages over ZeroMQ while running.
+
+A goal is a view (an image file, a recording's frame, or the runtime's current view) and/or a joint
+state. Views become the visual part of a goal latent (image only: a goal view carries no robot state);
+joint states become the proprio part through the encoder's proprio branch, held still (dq = 0).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zmq
+
+from planning.world_model import WorldModel
+from runtime import protocol
+from runtime.config import GoalSection
+from runtime.recording import RecordingError, iter_images
+
+# Goal messages waiting beyond this are dropped by ZeroMQ: a flood cannot grow the runtime's memory.
+_GOAL_QUEUE = 16
+
+
+class GoalError(ValueError):
+    """A goal that cannot be used; the text names the config key or message field, and the file."""
+
+
+@dataclass(frozen=True)
+class GoalTarget:
+    """A goal as the planner takes it (`Planner.set_goal`), with a description for logs."""
+
+    visual: np.ndarray | None  # (visual_dim,) latent of the goal view
+    state: np.ndarray | None  # (latent_dim - visual_dim,) proprio latent of the goal joint state
+    description: str
+
+
+def read_goal_image(path: Path, key: str = "goal.image") -> np.ndarray:
+    """A goal view (BGR uint8) from an image file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise GoalError(f"{key}: {path}: missing or not a readable image")
+    return image
+
+
+def recording_frame(path: Path, frame: int, key: str = "goal.recording") -> np.ndarray:
+    """Image number `frame` (from 0, in recording order) of an MCAP recording's camera channel."""
+    if frame < 0:
+        raise GoalError(f"{key}: {path}: frame must be 0 or more, got {frame}")
+    try:
+        found = list(itertools.islice(iter_images(path), frame + 1))
+    except RecordingError as exc:
+        raise GoalError(f"{key}: {exc}") from exc
+    if len(found) <= frame:
+        raise GoalError(f"{key}: {path}: has {len(found)} camera frame(s); frame {frame} does not exist")
+    return found[frame][2]
+
+
+def encode_goal(world_model: WorldModel, view: np.ndarray | None, state: np.ndarray | list[float] | None,
+                description: str, state_key: str) -> GoalTarget:
+    """Encode a goal view and/or joint state; errors name `state_key` when the state does not fit the model."""
+    if view is None and state is None:
+        raise GoalError(f"{description}: a goal needs a view, a joint state, or both")
+    visual = world_model.encode_goal_image(view) if view is not None else None
+    proprio = None
+    if state is not None:
+        try:
+            proprio = world_model.encode_goal_state(np.asarray(state, dtype=np.float32))
+        except ValueError as exc:
+            raise GoalError(f"{state_key}: {exc}") from exc
+    return GoalTarget(visual, proprio, description)
+
+
+def goal_from_config(section: GoalSection, world_model: WorldModel) -> GoalTarget | None:
+    """The start goal of a run config's `goal` section; None when the section names none."""
+    view: np.ndarray | None = None
+    parts: list[str] = []
+    if section.image is not None:
+        view = read_goal_image(section.image)
+        parts.append(f"image {section.image}")
+    elif section.recording is not None:
+        assert section.frame is not None  # the config schema requires frame with recording
+        view = recording_frame(section.recording, section.frame)
+        parts.append(f"frame {section.frame} of {section.recording}")
+    if section.state is not None:
+        parts.append(f"state {section.state}")
+    if not parts:
+        return None
+    return encode_goal(world_model, view, section.state, " + ".join(parts), "goal.state")
+
+
+def goal_from_message(message: protocol.Goal, world_model: WorldModel,
+                      current_view: np.ndarray | None) -> GoalTarget:
+    """Encode a received goal; `capture` takes `current_view`, the newest frame the runtime has."""
+    parts: list[str] = []
+    view = message.image
+    if message.capture:
+        if current_view is None:
+            raise GoalError(f"goal message seq {message.seq}: 'capture' but the runtime has no fresh frame")
+        view = current_view
+        parts.append("captured current view")
+    elif view is not None:
+        parts.append(f"image {view.shape[1]}x{view.shape[0]}")
+    if message.state is not None:
+        parts.append(f"state {[round(float(q), 4) for q in message.state]}")
+    return encode_goal(world_model, view, message.state, f"goal message seq {message.seq}: " + " + ".join(parts),
+                       f"goal message seq {message.seq}: field 'state'")
+
+
+class GoalServer:
+    """The runtime's goal socket: a PULL bound at `endpoint` that any client PUSHes goal messages to.
+
+    `receive` never blocks or raises: what does not decode as a `goal` message is dropped and counted.
+    Not thread-safe: the control loop owns it.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PULL)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, _GOAL_QUEUE)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise GoalError(f"link.goal_endpoint: cannot bind {endpoint} ({exc}); choose a free endpoint "
+                            f"or set link.goal_endpoint=null") from exc
+        # The endpoint actually bound (a "*" port resolved to the one the OS picked).
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.bad_messages = 0
+        self.last_error: str | None = None
+
+    def receive(self) -> protocol.Goal | None:
+        """The newest valid goal message waiting, or None; older ones waiting with it are superseded."""
+        newest: protocol.Goal | None = None
+        while True:
+            try:
+                payload = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return newest
+            try:
+                message = protocol.decode(payload)
+            except protocol.ProtocolError as exc:
+                self.reject(str(exc))
+                continue
+            if isinstance(message, protocol.Goal):
+                newest = message
+            else:
+                self.reject(f"unexpected message type {message.type!r} on the goal socket")
+
+    def reject(self, reason: str) -> None:
+        """Count a goal message that cannot be used."""
+        self.bad_messages += 1
+        self.last_error = reason
+
+    def close(self) -> None:
+        """Close without lingering; safe to call twice."""
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+            self._context.term()
+
+
+def send_goal(endpoint: str, message: protocol.Goal, timeout_s: float = 5.0) -> None:
+    """PUSH one goal message to a runtime's goal socket; GoalError when none takes it within timeout_s."""
+    context = zmq.Context()
+    socket = context.socket(zmq.PUSH)
+    # Queue only on a completed connection, so a missing runtime shows up as a send timeout.
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    socket.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
+    socket.setsockopt(zmq.LINGER, max(1, int(timeout_s * 1000)))
+    try:
+        socket.connect(endpoint)
+        socket.send(protocol.encode(message))
+    except zmq.Again as exc:
+        raise GoalError(f"{endpoint}: no runtime took the goal within {timeout_s:g} s (is one running with "
+                        f"link.goal_endpoint={endpoint}?)") from exc
+    except zmq.ZMQError as exc:
+        raise GoalError(f"{endpoint}: {exc}") from exc
+    finally:
+        socket.close()  # lingers until the message is out, or timeout_s
+        context.term()
