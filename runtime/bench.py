@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,10 +47,10 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
         results[backend] = {
-            "preprocess_ms": _median_ms(lambda m=model: m.preprocess(frame), repeats),
-            "encode_ms": _median_ms(lambda m=model: m.encode(frame, proprio), repeats),
-            "predict_batch_ms": _median_ms(lambda m=model, z=latents, a=actions: m.predict(z, a), repeats),
-            "plan_ms": _median_ms(lambda p=planner, z=start_latent: p.plan(z), max(10, repeats // 5)),
+            "preprocess_ms": _median_ms(partial(model.preprocess, frame), repeats),
+            "encode_ms": _median_ms(partial(model.encode, frame, proprio), repeats),
+            "predict_batch_ms": _median_ms(partial(model.predict, latents, actions), repeats),
+            "plan_ms": _median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
         }
     return {
         "model_sha256": manifest_sha256(config.model.manifest),

@@ -58,7 +58,7 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     from runtime.recording import RecordingError
 
     try:
-        loop = ControlLoop(load_config(config, set_ or []))
+        loop = ControlLoop(load_config(config, set_ or []), config_file=config, overrides=set_ or [])
     except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     _stop_on_signals(loop.stop_requested)

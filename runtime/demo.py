@@ -100,6 +100,7 @@ def run_demo(config_path: Path, goal_count: int, overrides: list[str], tolerance
             f"link.state_endpoint={controller.endpoints['state']}",
             f"source.uri={controller.endpoints['frame'].replace('tcp://', 'zmq://')}",
             "goal.image=null",
+            "link.goal_endpoint=null",
         ])
         goals_file = config.model.manifest.parent / "goals" / "goals.json"
         goals = load_goals(goals_file)[:goal_count]

@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["runtime", "planning", "perception", "calibration"]  # each may import only those after it
 HEAVY = ("torch", "tensorrt", "pycuda")
+# Modules whose whole purpose is torch (nets, training, export); the runtime never imports them at module level.
+TORCH_MODULES = {"perception/nets.py", "perception/export.py", "planning/training.py"}
 
 
 def _imports(path: Path) -> list[tuple[str, int, bool]]:
@@ -45,7 +47,7 @@ def test_heavy_frameworks_are_imported_lazily() -> None:
         for layer in LAYERS
         for path in sorted((ROOT / layer).rglob("*.py"))
         for module, line, top in _imports(path)
-        if top and module.split(".")[0] in HEAVY
+        if top and module.split(".")[0] in HEAVY and str(path.relative_to(ROOT)) not in TORCH_MODULES
     ]
     assert not offences, "\n".join(offences)
 
