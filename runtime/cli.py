@@ -129,6 +129,46 @@ def bench_model(
     Console().print(table)
 
 
+@bench_app.command("planner")
+def bench_planner(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    goals_: Annotated[int, typer.Option("--goals", help="Held-out goals per planner.")] = 20,
+    planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, mppi, "
+                                                      "predictive_sampling, pytorch_mppi.")] = None,
+    sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Closed loop in the in-process sim: our planners and pytorch-mppi on the same predictor and goals."""
+    from runtime.bench import bench_planner as measure
+    from runtime.bench import sweep_planner
+    from runtime.config import ConfigError, load_config
+
+    try:
+        run_config = load_config(config, set_ or [])
+        if sweep:
+            rows = sweep_planner(run_config, goals_, {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8],
+                                                      "iterations": [1, 2, 3, 5]})
+            result: dict[str, object] = {"sweep": rows}
+        else:
+            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"])
+            result = found
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
+        raise _fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    if sweep:
+        for row in rows:
+            typer.echo(f"samples {row['samples']:4d} horizon {row['horizon']:2d} iterations {row['iterations']:2d}: "
+                       f"success {row['success_rate']:.0%}  plan {row['ms_per_plan']:.2f} ms")
+        return
+    for name, entry in found["planners"].items():
+        typer.echo(f"{name:20s} {entry['engine']:12s} success {entry['success_rate']:.0%}  plan p50 "
+                   f"{entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
+                   f"ticks {entry['mean_ticks']:.1f}")
+
+
 @config_app.command("validate")
 def config_validate(file: Path, set_: SetOption = None) -> None:
     """Exit 0 if FILE is a valid run config, else print every error with its key path and exit 2."""
