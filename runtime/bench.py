@@ -96,7 +96,10 @@ class PytorchMppiPolicy:
     def __init__(self, weights: Path, settings: PlannerSettings, visual_dim: int, latent_dim: int,
                  action_low: np.ndarray, action_high: np.ndarray, noise_std: float, temperature: float) -> None:
         import torch
-        from pytorch_mppi import MPPI
+        try:
+            from pytorch_mppi import MPPI
+        except ImportError as exc:
+            raise ImportError("pytorch_mppi: not installed; install the bench extra: pip install -e '.[bench]'") from exc
 
         from perception.nets import load_reference
 
@@ -213,6 +216,12 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
             policy = EdgeloopPolicy(name, _planner(settings, model))
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
         results[name]["engine"] = "torch" if name == "pytorch_mppi" else model.backend
+        # pytorch-mppi refines once per command; ours run the config's iterations.
+        results[name]["iterations"] = 1 if name == "pytorch_mppi" else config.planner.iterations
+    if "pytorch_mppi" in results:
+        theirs = results["pytorch_mppi"]["ms_per_plan"]
+        for name, entry in results.items():
+            entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
         "samples": config.planner.samples,

@@ -164,9 +164,10 @@ def bench_planner(
                        f"success {row['success_rate']:.0%}  plan {row['ms_per_plan']:.2f} ms")
         return
     for name, entry in found["planners"].items():
-        typer.echo(f"{name:20s} {entry['engine']:12s} success {entry['success_rate']:.0%}  plan p50 "
-                   f"{entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
-                   f"ticks {entry['mean_ticks']:.1f}")
+        speedup = f"  {entry['speedup_vs_pytorch_mppi']:.2f}x pytorch-mppi" if "speedup_vs_pytorch_mppi" in entry else ""
+        typer.echo(f"{name:20s} {entry['engine']:12s} {entry['iterations']} it  success {entry['success_rate']:.0%}  "
+                   f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
+                   f"ticks {entry['mean_ticks']:.1f}{speedup}")
 
 
 @config_app.command("validate")
