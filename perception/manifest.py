@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +79,30 @@ class Manifest(_Strict):
 
     def path_of(self, part: ModelFile) -> Path:
         return self.root / part.file
+
+    def derive(self, directory: str | Path, precision: Literal["fp32", "fp16", "int8"], encoder_file: str,
+               predictor_file: str, calibration_sha256: str | None = None) -> Path:
+        """Write the manifest of a variant of this model (FP16, INT8) whose ONNX files are already in `directory`.
+
+        The variant keeps every contract field, records this manifest's sha256 as its parent and drops the
+        torch reference weights (they are the parent's). Returns the new manifest's path, verified.
+        """
+        directory = Path(directory)
+        variant = self.model_copy(deep=True, update={
+            "precision": precision,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "encoder": self.encoder.model_copy(update={"file": encoder_file,
+                                                       "sha256": file_sha256(directory / encoder_file)}),
+            "predictor": self.predictor.model_copy(update={"file": predictor_file,
+                                                           "sha256": file_sha256(directory / predictor_file)}),
+            "reference": None,
+            "parent_sha256": manifest_sha256(self.root),
+            "calibration_sha256": calibration_sha256,
+            "root": directory,
+        })
+        path = variant.write(directory)
+        load_manifest(path, verify=True)
+        return path
 
     def write(self, directory: str | Path) -> Path:
         """Write manifest.json into `directory`; returns its path."""

@@ -19,7 +19,7 @@ from runtime.config import RunConfig
 from runtime.safety import SafetyFilter
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
     for _ in range(warmup):
         fn()
     times = np.empty(repeats)
@@ -47,10 +47,10 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
         results[backend] = {
-            "preprocess_ms": _median_ms(partial(model.preprocess, frame), repeats),
-            "encode_ms": _median_ms(partial(model.encode, frame, proprio), repeats),
-            "predict_batch_ms": _median_ms(partial(model.predict, latents, actions), repeats),
-            "plan_ms": _median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
+            "preprocess_ms": median_ms(partial(model.preprocess, frame), repeats),
+            "encode_ms": median_ms(partial(model.encode, frame, proprio), repeats),
+            "predict_batch_ms": median_ms(partial(model.predict, latents, actions), repeats),
+            "plan_ms": median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
         }
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
@@ -99,7 +99,8 @@ class PytorchMppiPolicy:
         try:
             from pytorch_mppi import MPPI
         except ImportError as exc:
-            raise ImportError("pytorch_mppi: not installed; install the bench extra: pip install -e '.[bench]'") from exc
+            raise ImportError("pytorch_mppi: not installed; install the bench extra: "
+                              "pip install -e '.[bench]'") from exc
 
         from perception.nets import load_reference
 
@@ -188,7 +189,7 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
     }
 
 
-def _load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]], Path]:
+def load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]], Path]:
     goals_file = manifest_path.parent / "goals" / "goals.json"
     goals = json.loads(goals_file.read_text())["goals"]
     if len(goals) < count:
@@ -201,7 +202,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim."""
     manifest = load_manifest(config.model.manifest)
     model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
-    goals, goal_dir = _load_goal_set(config.model.manifest, goal_count)
+    goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
     results: dict[str, Any] = {}
     for name in planners:
         policy: Policy
@@ -213,14 +214,14 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
                                        noise_std=mppi_noise_std, temperature=mppi_temperature)
         else:
             settings = config.planner.model_copy(update={"optimizer": name})
-            policy = EdgeloopPolicy(name, _planner(settings, model))
+            policy = EdgeloopPolicy(name, planner_for(settings, model))
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
         results[name]["engine"] = "torch" if name == "pytorch_mppi" else model.backend
         # pytorch-mppi refines once per command; ours run the config's iterations.
         results[name]["iterations"] = 1 if name == "pytorch_mppi" else config.planner.iterations
     if "pytorch_mppi" in results:
         theirs = results["pytorch_mppi"]["ms_per_plan"]
-        for name, entry in results.items():
+        for entry in results.values():
             entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
@@ -232,7 +233,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     }
 
 
-def _planner(settings: PlannerSettings, model: WorldModel) -> Planner:
+def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
     return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high,
                    model.manifest.control_period_s)
 
@@ -241,7 +242,7 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
     """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
     manifest = load_manifest(config.model.manifest)
     model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
-    goals, goal_dir = _load_goal_set(config.model.manifest, goal_count)
+    goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
     rows = []
     for key, values in axes.items():
         for value in values:
@@ -249,8 +250,8 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
             if key == "samples":
                 update["cem"] = config.planner.cem.model_copy(update={"elites": min(config.planner.cem.elites, value)})
             settings = config.planner.model_copy(update=update)
-            result = closed_loop(EdgeloopPolicy(settings.optimizer, _planner(settings, model)), model, goals, goal_dir,
-                                 control_period_s=manifest.control_period_s)
+            policy = EdgeloopPolicy(settings.optimizer, planner_for(settings, model))
+            result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
             rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
                          "varied": key, "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
                          "mean_ticks": result["mean_ticks"]})

@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
+from runtime.cli_common import fail
 from runtime.cli_controller import controller_sim
 from runtime.cli_goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli_model import goals, record, train
+from runtime.cli_quantize import quantize
 
 app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
                   no_args_is_help=True, add_completion=False)
@@ -31,14 +33,10 @@ goal_app.command("from-recording")(goal_from_recording)
 app.command("record")(record)
 app.command("train")(train)
 app.command("goals")(goals)
+app.command("quantize")(quantize)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config YAML.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: dotted.key=value (repeatable).")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _stop_on_signals(stop: object) -> None:
@@ -60,7 +58,7 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     try:
         loop = ControlLoop(load_config(config, set_ or []), config_file=config, overrides=set_ or [])
     except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _stop_on_signals(loop.stop_requested)
     try:
         loop.run()
@@ -86,7 +84,7 @@ def demo(
         result = run_demo(config, goals_, set_ or [], tolerance_m=tolerance_m, goal_timeout_s=goal_timeout_s,
                           verbose=not json_)
     except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if json_:
         typer.echo(json.dumps(result))
         return
@@ -115,7 +113,7 @@ def bench_model(
     try:
         result = measure(load_config(config, set_ or []), backend or ["onnxruntime", "torch"], repeats)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if json_:
         typer.echo(json.dumps(result))
         return
@@ -154,7 +152,7 @@ def bench_planner(
             found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"])
             result = found
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if json_:
         typer.echo(json.dumps(result))
         return
@@ -164,7 +162,8 @@ def bench_planner(
                        f"success {row['success_rate']:.0%}  plan {row['ms_per_plan']:.2f} ms")
         return
     for name, entry in found["planners"].items():
-        speedup = f"  {entry['speedup_vs_pytorch_mppi']:.2f}x pytorch-mppi" if "speedup_vs_pytorch_mppi" in entry else ""
+        ratio = entry.get("speedup_vs_pytorch_mppi")
+        speedup = f"  {ratio:.2f}x pytorch-mppi" if ratio is not None else ""
         typer.echo(f"{name:20s} {entry['engine']:12s} {entry['iterations']} it  success {entry['success_rate']:.0%}  "
                    f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
                    f"ticks {entry['mean_ticks']:.1f}{speedup}")
@@ -178,7 +177,7 @@ def config_validate(file: Path, set_: SetOption = None) -> None:
     try:
         load_config(file, set_ or [])
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(f"{file}: valid")
 
 

@@ -9,13 +9,9 @@ import numpy as np
 import typer
 
 from runtime import protocol
+from runtime.cli_common import fail
 
 OutOption = Annotated[Path, typer.Option("--out", help="Goal image file to write (.png or .jpg).")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -25,9 +21,9 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     try:
         written = cv2.imwrite(str(path), image)
     except cv2.error as exc:  # an extension OpenCV has no writer for
-        raise _fail(f"{path}: cannot write an image ({exc})") from exc
+        raise fail(f"{path}: cannot write an image ({exc})") from exc
     if not written:
-        raise _fail(f"{path}: cannot write an image (is the extension .png or .jpg?)")
+        raise fail(f"{path}: cannot write an image (is the extension .png or .jpg?)")
     typer.echo(str(path))
 
 
@@ -55,9 +51,9 @@ def goal_capture(
         with open_source(source) as frames:
             frame = frames.read_latest(timeout_s)
     except SourceError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if frame is None:
-        raise _fail(f"{source}: no frame within {timeout_s:g} s")
+        raise fail(f"{source}: no frame within {timeout_s:g} s")
     _write_image(out, frame.image)
 
 
@@ -72,7 +68,7 @@ def goal_from_recording(
     try:
         image = recording_frame(recording, frame, key="recording")
     except GoalError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _write_image(out, image)
 
 
@@ -99,5 +95,5 @@ def goal_send(
                                 state=_parse_state(state) if state is not None else None, capture=capture)
         send_goal(endpoint, message, timeout_s)
     except (GoalError, protocol.ProtocolError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(f"sent goal to {endpoint}")

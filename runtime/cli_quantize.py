@@ -1,0 +1,70 @@
+"""`edgeloop quantize`: the INT8 Q/DQ model from an FP32 manifest and real recordings, with its accuracy report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from calibration.frame_sets import EpisodeFrames
+from runtime.cli_common import fail
+
+
+def quantize(
+    manifest: Annotated[Path, typer.Argument(help="FP32 model manifest.json (or its directory).")],
+    out: Annotated[Path, typer.Option(help="Directory for the INT8 model, its manifest and accuracy report.")],
+    calibration: Annotated[list[Path] | None, typer.Option(
+        help="MCAP recording(s) to draw calibration frames from (repeatable; required).")] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Calibration frames, spread over the recordings.")] = 256,
+    cache: Annotated[Path, typer.Option(help="Where calibration sets are cached, keyed by recordings + count.")]
+    = Path("build/calibration"),
+    report: Annotated[bool, typer.Option(help="Measure and write accuracy.md / accuracy.json.")] = True,
+    goals: Annotated[int, typer.Option(min=1, help="Held-out goals for the accuracy report.")] = 50,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Run config whose planner the report uses.")]
+    = Path("configs/demo.yaml"),
+) -> None:
+    """Quantize encoder and predictor to INT8 (symmetric, per-channel, Q/DQ) for ONNX Runtime and TensorRT."""
+    from calibration.frame_sets import CalibrationSetError, build_calibration_set, cached_calibration_set, source_key
+    from perception.manifest import ManifestError, load_manifest
+    from perception.quantize import QuantizationError, quantize_model
+    from runtime.config import ConfigError, load_config
+    from runtime.recording import RecordingError
+
+    if not calibration:
+        raise fail("no calibration data: give --calibration RECORDING.mcap (real frames set the INT8 ranges; "
+                    "there is no random fallback)")
+    try:
+        fp32 = load_manifest(manifest)
+        settings = load_config(config).planner
+        key = source_key(calibration, frames)
+        frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(calibration), frames))
+        typer.echo(f"calibration set {frame_set.sha256[:12]}: {len(frame_set)} frames from "
+                   f"{len(calibration)} recording(s)")
+        int8_path = quantize_model(fp32, frame_set, out)
+    except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"wrote {int8_path} (int8, zero points all 0)")
+    if not report:
+        return
+    from runtime.accuracy import accuracy_report, write_report
+
+    result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
+    json_path, md_path = write_report(result, out, shlex.join(["edgeloop", *sys.argv[1:]]))
+    typer.echo(f"success fp32 {result['success_fp32']:.0%} int8 {result['success_int8']:.0%} | latent cosine "
+               f"{result['latent_cosine_mean']:.4f} | encoder {result['encoder_speedup']:.2f}x | predictor "
+               f"{result['predictor_speedup']:.2f}x | {md_path}, {json_path}")
+
+
+def _episodes(paths: list[Path]) -> list[EpisodeFrames]:
+    from runtime.recording import read_episode
+
+    episodes = []
+    for path in paths:
+        episode = read_episode(path)
+        episodes.append(EpisodeFrames(path.name, episode.frames, np.concatenate([episode.q, episode.dq], axis=1),
+                                      episode.actions))
+    return episodes
