@@ -17,7 +17,18 @@ import numpy as np
 
 from calibration.boards import BoardSpec, board_image
 from calibration.camera_file import CameraCalibration
-from calibration.lens import project_points
+from calibration.lens import LensModel, project_points
+
+
+def example_camera(model: LensModel, size: tuple[int, int]) -> CameraCalibration:
+    """A plausible camera to render through: a ~70 degree lens with barrel distortion (pinhole), or a
+    ~130 degree fisheye; the principal point a few pixels off centre, as in real cameras."""
+    width, height = size
+    if model == "fisheye":
+        matrix = np.array([[0.47 * width, 0, width / 2 + 2.5], [0, 0.47 * width, height / 2 - 1.5], [0, 0, 1]])
+        return CameraCalibration.create(model, size, matrix, np.array([0.05, -0.01, 0.004, -0.001]))
+    matrix = np.array([[0.81 * width, 0, width / 2 + 3.5], [0, 0.80 * width, height / 2 - 4.0], [0, 0, 1]])
+    return CameraCalibration.create(model, size, matrix, np.array([-0.28, 0.09, 0.001, -0.0015, 0.0]))
 
 
 def _pinhole_rays(xd: np.ndarray, yd: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,3 +172,43 @@ def random_poses(calibration: CameraCalibration, spec: BoardSpec, count: int, rn
     if len(poses) < count:
         raise ValueError(f"synthetic views: found only {len(poses)} of {count} board poses inside the image")
     return poses
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """4x4 pose of a camera at `eye` whose optical axis (z) points at `target`, with image-up towards `up`."""
+    z = np.asarray(target, np.float64) - np.asarray(eye, np.float64)
+    z /= np.linalg.norm(z)
+    x = np.cross(z, -np.asarray(up, np.float64))  # image x to the right, y down
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, :3] = np.column_stack([x, np.cross(z, x), z])
+    pose[:3, 3] = eye
+    return pose
+
+
+@dataclass
+class HandEyeScene:
+    """A fixed camera watching a board held by a robot, in poses that keep the board in view."""
+
+    base_T_camera: np.ndarray
+    gripper_T_board: np.ndarray
+    base_T_gripper: list[np.ndarray]
+    camera_T_board: list[BoardPose]
+
+
+def handeye_scene(calibration: CameraCalibration, spec: BoardSpec, count: int,
+                  rng: np.random.Generator) -> HandEyeScene:
+    """A camera 1 m from the robot looking down at its workspace, and `count` gripper poses (base frame)."""
+    base_T_camera = look_at(np.array([0.9, 0.3, 0.8]), np.array([0.4, 0.0, 0.1]), np.array([0.0, 0.0, 1.0]))
+    # The board 6 cm beyond the flange, turned to face away from it.
+    gripper_T_board = np.eye(4)
+    gripper_T_board[:3, :3] = cv2.Rodrigues(np.array([math.pi, 0.0, 0.3]))[0]
+    gripper_T_board[:3, 3] = [0.02, -0.03, 0.06]
+    poses = random_poses(calibration, spec, count, rng, max_tilt_deg=35.0, fill=(0.3, 0.6))
+    grippers = []
+    for pose in poses:
+        camera_T_board = np.eye(4)
+        camera_T_board[:3, :3] = cv2.Rodrigues(pose.rvec)[0]
+        camera_T_board[:3, 3] = pose.tvec
+        grippers.append(base_T_camera @ camera_T_board @ np.linalg.inv(gripper_T_board))
+    return HandEyeScene(base_T_camera, gripper_T_board, grippers, poses)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from runtime.cli_calibrate import calibrate_app
 from runtime.cli_common import fail
 from runtime.cli_controller import controller_sim
 from runtime.cli_goal import goal_capture, goal_from_recording, goal_send
@@ -33,6 +34,7 @@ goal_app.command("from-recording")(goal_from_recording)
 app.command("record")(record)
 app.command("train")(train)
 app.command("goals")(goals)
+app.add_typer(calibrate_app, name="calibrate")
 app.command("quantize")(quantize)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config YAML.")]
