@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +52,9 @@ def quantize(
     from runtime.accuracy import accuracy_report, write_report
 
     result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
-    json_path, md_path = write_report(result, out, shlex.join(["edgeloop", *sys.argv[1:]]))
+    command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in calibration),
+               f"--out={out}", f"--frames={frames}", f"--goals={goals}", f"--config={config}"]
+    json_path, md_path = write_report(result, out, shlex.join(command))
     typer.echo(f"success fp32 {result['success_fp32']:.0%} int8 {result['success_int8']:.0%} | latent cosine "
                f"{result['latent_cosine_mean']:.4f} | encoder {result['encoder_speedup']:.2f}x | predictor "
                f"{result['predictor_speedup']:.2f}x | {md_path}, {json_path}")

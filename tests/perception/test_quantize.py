@@ -1,0 +1,113 @@
+"""INT8 Q/DQ quantization of the demo model with real ONNX Runtime, and its accuracy report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from calibration.frame_sets import CalibrationSet, EpisodeFrames, build_calibration_set
+from perception.manifest import load_manifest, manifest_sha256
+from perception.quantize import QuantizationError, check_zero_points, quantize_model
+from planning.world_model import WorldModel
+from runtime.cli import app
+from runtime.recording import read_episode
+
+FEED = Path(__file__).resolve().parents[2] / "data" / "demo_feed.mcap"
+
+
+@pytest.fixture(scope="module")
+def calibration() -> CalibrationSet:
+    episode = read_episode(FEED)
+    frames = EpisodeFrames(FEED.name, episode.frames, np.concatenate([episode.q, episode.dq], axis=1),
+                           episode.actions)
+    return build_calibration_set([frames], 48)
+
+
+@pytest.fixture(scope="module")
+def int8_model(calibration: CalibrationSet, demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quantize_model(load_manifest(demo_model), calibration, tmp_path_factory.mktemp("int8"))
+
+
+def test_the_int8_manifest_records_precision_parent_and_calibration(int8_model: Path, demo_model: Path,
+                                                                     calibration: CalibrationSet) -> None:
+    manifest = load_manifest(int8_model)
+    assert manifest.precision == "int8"
+    assert manifest.parent_sha256 == manifest_sha256(demo_model)
+    assert manifest.calibration_sha256 == calibration.sha256
+    assert manifest.reference is None
+    parent = load_manifest(demo_model)
+    assert manifest.encoder.inputs == parent.encoder.inputs and manifest.predictor.outputs == parent.predictor.outputs
+    for part in (manifest.encoder, manifest.predictor):
+        assert check_zero_points(manifest.path_of(part)) > 0
+
+
+def test_the_int8_model_agrees_with_fp32_on_a_held_out_goal_image(int8_model: Path, demo_model: Path) -> None:
+    import cv2
+
+    frame = cv2.imread(str(demo_model / "goals" / "goal_003.png"), cv2.IMREAD_COLOR)
+    fp32, int8 = WorldModel(load_manifest(demo_model)), WorldModel(load_manifest(int8_model))
+    z32, z8 = fp32.encode(frame, None), int8.encode(frame, None)
+    assert float(z32 @ z8 / (np.linalg.norm(z32) * np.linalg.norm(z8))) > 0.95
+    actions = np.full((4, 2), 0.5, dtype=np.float32)
+    latents = np.repeat(z32[None], 4, axis=0)
+    step32, step8 = fp32.predict(latents, actions), int8.predict(latents, actions)
+    assert np.linalg.norm(step8 - step32) / np.linalg.norm(step32) < 0.1
+
+
+def _qdq_graph(path: Path, zero_point: int) -> Path:
+    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="quant_x"),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dequant_x")]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1]),
+                               helper.make_tensor("zp", TensorProto.INT8, [], [zero_point])])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_a_non_zero_zero_point_is_refused_naming_the_node(tmp_path: Path, demo_model: Path) -> None:
+    assert check_zero_points(_qdq_graph(tmp_path / "ok.onnx", 0)) == 2
+    with pytest.raises(QuantizationError, match=r"quant_x.*TensorRT needs 0"):
+        check_zero_points(_qdq_graph(tmp_path / "shifted.onnx", 3))
+    with pytest.raises(QuantizationError, match="not a Q/DQ model"):
+        check_zero_points(demo_model / "encoder.onnx")
+
+
+def test_only_fp32_models_with_matching_calibration_data_are_quantized(int8_model: Path, demo_model: Path,
+                                                                      calibration: CalibrationSet,
+                                                                      tmp_path: Path) -> None:
+    with pytest.raises(QuantizationError, match="int8"):
+        quantize_model(load_manifest(int8_model), calibration, tmp_path)
+    wrong = CalibrationSet(calibration.frames, calibration.proprio[:, :3], calibration.actions, calibration.origins)
+    with pytest.raises(QuantizationError, match="proprio"):
+        quantize_model(load_manifest(demo_model), wrong, tmp_path)
+
+
+def test_the_cli_refuses_to_quantize_without_calibration_data(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["quantize", "models/demo", "--out", str(tmp_path / "int8")])
+    assert result.exit_code == 2
+    assert "no calibration data" in result.output
+    assert not (tmp_path / "int8").exists()
+
+
+def test_the_cli_writes_the_model_and_an_accuracy_report(tmp_path: Path) -> None:
+    pytest.importorskip("mujoco")
+    out = tmp_path / "int8"
+    result = CliRunner().invoke(app, ["quantize", "models/demo", "--calibration", str(FEED), "--out", str(out),
+                                      "--frames", "32", "--goals", "2", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "accuracy.json").read_text())
+    for key in ("success_fp32", "success_int8", "latent_cosine_mean", "encoder_speedup"):
+        assert key in report
+    assert report["int8_sha256"] == manifest_sha256(out) and report["fp32_sha256"] == manifest_sha256("models/demo")
+    assert 0.9 < report["latent_cosine_mean"] <= 1.0
+    assert len(report["predictor_drift"]) == 5
+    markdown = (out / "accuracy.md").read_text()
+    assert f"{report['latent_cosine_mean']:.4f}" in markdown and "edgeloop quantize models/demo" in markdown
+    assert len(list((tmp_path / "cache").glob("calibration-*.npz"))) == 1
