@@ -42,9 +42,9 @@ class Undistorter:
         height, width = frame.shape[:2]
         if (width, height) != self.size:
             raise FrameSizeError(
-                f"{self.origin}: the camera was calibrated at {self.size[0]}x{self.size[1]} but the frames are "
-                f"{width}x{height} (width x height); calibrate at this resolution or set the camera to "
-                f"{self.size[0]}x{self.size[1]}")
+                f"{self.origin}: the camera was calibrated at {self.size[0]}x{self.size[1]} pixels but this image is "
+                f"{width}x{height}: frames (and goal images) must come from the calibrated camera at its calibrated "
+                f"resolution; calibrate at {width}x{height} or set the camera to {self.size[0]}x{self.size[1]}")
         if self._out.shape != frame.shape or self._out.dtype != frame.dtype:  # grey or other-depth images
             self._out = np.empty_like(frame)
         cv2.remap(frame, self._map1, self._map2, cv2.INTER_LINEAR, dst=self._out, borderMode=cv2.BORDER_CONSTANT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -9,14 +11,17 @@ from perception.manifest import ImageSpec
 
 
 class Preprocessor:
-    """Resize (INTER_AREA) when needed, reorder channels, scale and normalize: (pixel * scale - mean) / std.
+    """Undistort (when given a calibration's undistorter), resize (INTER_AREA) when needed, reorder channels,
+    scale and normalize: (pixel * scale - mean) / std.
 
     A single frame (H, W, 3) gives (3, H', W') written into a buffer reused by the next call (copy it to
-    keep it); a batch (N, H, W, 3) gives a fresh (N, 3, H', W').
+    keep it); a batch (N, H, W, 3) gives a fresh (N, 3, H', W'). `undistort` (calibration.undistort.Undistorter)
+    maps a camera frame to its undistorted view and raises on a frame of another size than calibrated.
     """
 
-    def __init__(self, image: ImageSpec) -> None:
+    def __init__(self, image: ImageSpec, undistort: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.spec = image
+        self.undistort = undistort
         self.size = (image.height, image.width)
         # Normalization folded into one multiply-add per channel, in the model's channel order.
         std = np.asarray(image.std, dtype=np.float32)
@@ -32,6 +37,9 @@ class Preprocessor:
         if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
             raise ValueError(f"preprocess: expected a BGR frame (H, W, 3) or a batch (N, H, W, 3), "
                              f"found shape {frame.shape}")
+        if self.undistort is not None:
+            # The undistorter reuses its output buffer: a batch is undistorted frame by frame into a copy.
+            frame = self.undistort(frame) if frame.ndim == 3 else np.stack([self.undistort(f).copy() for f in frame])
         if frame.ndim == 3:
             self._normalize(self._resized(frame), self._single)
             return self._single

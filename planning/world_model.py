@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -21,12 +22,12 @@ class WorldModel:
     """Encoder + action-conditioned predictor from one manifest, on one backend."""
 
     def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch"] = "onnxruntime",
-                 threads: int = 1) -> None:
+                 threads: int = 1, undistort: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.manifest = manifest
         self.encoder = create_engine(manifest, "encoder", backend=backend, threads=threads)
         self.predictor = create_engine(manifest, "predictor", backend=backend, threads=threads)
         self.backend = self.encoder.backend
-        self.preprocess = Preprocessor(manifest.image)
+        self.preprocess = Preprocessor(manifest.image, undistort=undistort)  # camera calibration, when configured
         self.latent_dim = manifest.latent_dim
         self.visual_dim = manifest.visual_dim
         self.action_dim = manifest.action_dim

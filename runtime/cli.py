@@ -52,6 +52,7 @@ def _stop_on_signals(stop: object) -> None:
 @app.command()
 def run(config: ConfigOption, set_: SetOption = None) -> None:
     """Run the control loop: source -> encode -> plan -> safety filter -> command."""
+    from calibration.undistort import FrameSizeError
     from perception.manifest import ManifestError
     from runtime.config import ConfigError, load_config
     from runtime.loop import ControlLoop
@@ -64,6 +65,8 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     _stop_on_signals(loop.stop_requested)
     try:
         loop.run()
+    except FrameSizeError as exc:  # the camera's frames are not the size its calibration is for
+        raise fail(str(exc)) from exc
     finally:
         summary = loop.close()
     typer.echo(json.dumps({k: summary[k] for k in ("loop_hz", "tick_ms", "counters", "run_dir")}))

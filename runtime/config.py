@@ -122,6 +122,13 @@ class GoalSection(_Section):
         return self
 
 
+class CalibrationSection(_Section):
+    camera: Path | None = Field(
+        None, description="Camera calibration file (OpenCV FileStorage or ROS camera_info YAML): frames are "
+                          "undistorted before preprocessing; frames of another size than calibrated are refused.",
+    )
+
+
 class SafetySection(_Section):
     max_rate: float = Field(
         40.0, gt=0, description="Largest change of any action dimension per second (action units/s)."
@@ -137,6 +144,7 @@ class RunConfig(_Section):
     loop: LoopSection = Field(default_factory=LoopSection)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     goal: GoalSection = Field(default_factory=GoalSection)
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     safety: SafetySection = Field(default_factory=SafetySection)
     record: bool = Field(False, description="Write the run (frames, state, latents, plans, commands) to MCAP.")
     runs_dir: Path = Field(Path("runs"), description="Where runs/<id>/summary.json and recordings go.")

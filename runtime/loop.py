@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
 from planning.world_model import WorldModel
@@ -57,7 +58,9 @@ class ControlLoop:
         self.config = config
         manifest = load_manifest(config.model.manifest)
         self.model_sha256 = manifest_sha256(config.model.manifest)
-        self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+        camera = config.calibration.camera
+        self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads,
+                                      undistort=Undistorter.from_file(camera) if camera is not None else None)
         # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
                                self.world_model.action_low, self.world_model.action_high, config.loop.period_s)
