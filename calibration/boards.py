@@ -41,8 +41,8 @@ DEFAULT_MIN_CHARUCO_FRACTION = 0.5
 # Boards are searched for on images at most this wide (a 12 MP photo takes seconds otherwise); the corners
 # are then refined on the full image.
 _DETECT_WIDTH = 1280
-# A partial checkerboard is recognized by finding any grid of at least this many inner corners.
-_PARTIAL_GRID = (3, 3)
+# A partial checkerboard is recognized by finding any grid grown from a seed of these many inner corners.
+_PARTIAL_SEEDS = ((4, 4), (3, 3))
 
 _SPEC_HELP = ("expected checkerboard:COLSxROWS:SQUARE_M (inner corners, e.g. checkerboard:9x6:0.025) or "
               "charuco:COLSxROWS:SQUARE_M:MARKER_M:DICT (squares, e.g. charuco:11x8:0.030:0.022:DICT_5X5_100)")
@@ -259,19 +259,23 @@ class BoardDetector:
         return corners, np.arange(len(corners), dtype=np.int32)
 
     def _partial(self, small: np.ndarray) -> Rejection | None:
-        """Why a checkerboard was not found, when some grid of its corners is in view."""
-        # The sector-based detector with CALIB_CB_LARGER finds the largest grid of at least _PARTIAL_GRID.
-        some, grid, meta = cv2.findChessboardCornersSBWithMeta(small, _PARTIAL_GRID, cv2.CALIB_CB_LARGER)
-        if not some:
+        """Why a checkerboard was not found, when some grid of checkerboard corners is in view."""
+        # The sector-based detector with CALIB_CB_LARGER grows the largest grid it can from a seed of the given
+        # size; from a 3x3 seed it sometimes stops early, so the larger of two tries counts.
+        tries = [cv2.findChessboardCornersSBWithMeta(small, seed, cv2.CALIB_CB_LARGER) for seed in _PARTIAL_SEEDS]
+        found = [(grid, meta) for ok, grid, meta in tries if ok]
+        if not found:
             return None
+        grid, meta = max(found, key=lambda item: len(item[0]))
         rows, cols = meta.shape
-        found, wanted = sorted((cols, rows)), sorted(self.spec.corner_grid)
-        if found[0] > wanted[0] or found[1] > wanted[1]:
-            spec_cols, spec_rows = self.spec.corner_grid
+        spec_cols, spec_rows = self.spec.corner_grid
+        seen, wanted = sorted((cols, rows)), sorted((spec_cols, spec_rows))
+        if seen[0] > wanted[0] or seen[1] > wanted[1]:
             return Rejection("no_board", f"a checkerboard of {cols}x{rows} inner corners is in view, not "
                                          f"{spec_cols}x{spec_rows} (the spec counts inner corners, not squares)")
-        if found == wanted:
-            return None  # all of it is in view: the board is there but the detector failed (blur, glare)
+        if seen == wanted:
+            return Rejection("no_board", "the whole checkerboard is in view but its corners could not be located "
+                                         "(too oblique, glare or uneven light?)")
         # The board goes on beyond the grid found: out of the image if the grid reaches near its border.
         points = grid.reshape(rows, cols, 2)
         spacing = float(np.median(np.linalg.norm(np.diff(points, axis=1), axis=2)))
