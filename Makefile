@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup sysdeps demo test lint model clean
+.PHONY: setup sysdeps demo test lint model int8 clean
 
 # System packages: Mesa EGL for MuJoCo's offscreen rendering; gcc with the libzmq and msgpack-c headers for
 # the C example controller (docs/examples/controller.c) that the tests build. As root we install what is
@@ -53,6 +53,11 @@ model: setup
 	$(VENV)/bin/edgeloop train --data build/episodes --out models/demo --seed 0 --epochs 6
 	$(VENV)/bin/edgeloop goals --out models/demo/goals --count 50 --seed 1000
 	$(VENV)/bin/edgeloop record --out data --episodes 1 --steps 200 --seed 7 --name demo_feed
+
+# The INT8 Q/DQ model and its accuracy report (accuracy.md), from the shipped model and recorded feed
+# (about 2 minutes; docs/quantization.md).
+int8: setup
+	$(VENV)/bin/edgeloop quantize models/demo --calibration data/demo_feed.mcap --out models/demo-int8
 
 clean:
 	rm -rf $(VENV) build runs .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,9 @@ def quantize(
         int8_path = quantize_model(fp32, frame_set, out)
     except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError) as exc:
         raise fail(str(exc)) from exc
+    if (fp32.root / "goals").is_dir():
+        # The same held-out goals, so `edgeloop demo` and `bench planner` run on the INT8 model as they are.
+        shutil.copytree(fp32.root / "goals", out / "goals", dirs_exist_ok=True)
     typer.echo(f"wrote {int8_path} (int8, zero points all 0)")
     if not report:
         return
