@@ -18,6 +18,7 @@ import zmq
 from planning.world_model import WorldModel
 from runtime import protocol
 from runtime.config import GoalSection
+from runtime.newest import receive_newest
 from runtime.recording import RecordingError, iter_images
 
 # Goal messages waiting beyond this are dropped by ZeroMQ: a flood cannot grow the runtime's memory.
@@ -135,21 +136,7 @@ class GoalServer:
 
     def receive(self) -> protocol.Goal | None:
         """The newest valid goal message waiting, or None; older ones waiting with it are superseded."""
-        newest: protocol.Goal | None = None
-        while True:
-            try:
-                payload = self._socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return newest
-            try:
-                message = protocol.decode(payload)
-            except protocol.ProtocolError as exc:
-                self.reject(str(exc))
-                continue
-            if isinstance(message, protocol.Goal):
-                newest = message
-            else:
-                self.reject(f"unexpected message type {message.type!r} on the goal socket")
+        return receive_newest(self._socket, protocol.Goal, self.reject, "goal")
 
     def reject(self, reason: str) -> None:
         """Count a goal message that cannot be used."""

@@ -7,6 +7,7 @@ import time
 import zmq
 
 from runtime import protocol
+from runtime.newest import receive_newest
 from runtime.sources.base import FrameSource, SourceFrame
 
 
@@ -34,21 +35,7 @@ class ZmqFrameSource(FrameSource):
         self._closed = False
 
     def _drain(self) -> protocol.Frame | None:
-        newest: protocol.Frame | None = None
-        while True:
-            try:
-                payload = self._socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return newest
-            try:
-                message = protocol.decode(payload)
-            except protocol.ProtocolError as exc:
-                self._bad(str(exc))
-                continue
-            if isinstance(message, protocol.Frame):
-                newest = message
-            else:
-                self._bad(f"unexpected message type {message.type!r} on the frame socket")
+        return receive_newest(self._socket, protocol.Frame, self._bad, "frame")
 
     def _bad(self, reason: str) -> None:
         self.bad_messages += 1
