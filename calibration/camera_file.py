@@ -84,9 +84,8 @@ class CameraCalibration:
         return "plumb_bob" if len(self.dist_coeffs) <= 5 else "rational_polynomial"
 
 
-def check(calibration: CameraCalibration, origin: str) -> CameraCalibration:
-    """The calibration if it is usable; else CalibrationFileError naming `origin` and the field."""
-    c = calibration
+def _check_lens(c: CameraCalibration, origin: str) -> None:
+    """Model, size, camera matrix and distortion: what the projection matrix is computed from."""
     if c.model not in ("pinhole", "fisheye"):
         raise CalibrationFileError(f"{origin}: distortion_model: unknown lens model {c.model!r}")
     if c.width <= 0 or c.height <= 0:
@@ -100,6 +99,12 @@ def check(calibration: CameraCalibration, origin: str) -> CameraCalibration:
     if c.dist_coeffs.ndim != 1 or len(c.dist_coeffs) not in counts or not np.all(np.isfinite(c.dist_coeffs)):
         raise CalibrationFileError(f"{origin}: distortion_coefficients: the {c.model} model takes "
                                    f"{' or '.join(map(str, counts))} finite values, got {c.dist_coeffs.tolist()}")
+
+
+def check(calibration: CameraCalibration, origin: str) -> CameraCalibration:
+    """The calibration if it is usable; else CalibrationFileError naming `origin` and the field."""
+    c = calibration
+    _check_lens(c, origin)
     p = c.projection_matrix
     if p.shape != (3, 4) or not np.all(np.isfinite(p)) or p[0, 0] <= 0 or p[1, 1] <= 0:
         raise CalibrationFileError(f"{origin}: projection_matrix: expected a 3x4 [K' | t] with positive focal "
@@ -261,8 +266,7 @@ def _assemble(origin: str, model: LensModel, size: tuple[int, int], camera_matri
               dist: np.ndarray, projection: np.ndarray | None, fields: dict[str, Any]) -> CameraCalibration:
     dist = dist.ravel()
     if projection is None:  # files from other tools may lack it: the same choice as ours
-        calibration = CameraCalibration(model, size[0], size[1], camera_matrix, dist, np.zeros((3, 4)), **fields)
-        check(calibration, origin)  # before the matrices are used to compute it
+        _check_lens(CameraCalibration(model, size[0], size[1], camera_matrix, dist, np.zeros((3, 4))), origin)
         calibration = CameraCalibration.create(model, size, camera_matrix, dist, **fields)
     else:
         calibration = CameraCalibration(model, size[0], size[1], camera_matrix, dist, projection, **fields)

@@ -32,7 +32,8 @@ class Offer:
 
 
 def view_signature(spec: BoardSpec, detection: Detection, size: tuple[int, int]) -> np.ndarray:
-    """(centre x, centre y, size, tilt x, tilt y) of the board's outline, each in about [0, 1] or [-1, 1]."""
+    """(centre x, centre y, size, tilt x, tilt y) of the board's outline in the image, each in about [0, 1] or
+    [-1, 1]; a tilt is the relative length difference of the outline's left and right (top and bottom) sides."""
     board = spec.object_points()[detection.ids, :2]
     homography, _ = cv2.findHomography(board, detection.corners)
     grid = spec.object_points()[:, :2]
@@ -40,11 +41,20 @@ def view_signature(spec: BoardSpec, detection: Detection, size: tuple[int, int])
                         [grid[:, 0].min(), grid[:, 1].max()]])
     quad = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), homography).reshape(4, 2)
     width, height = size
-    top, right, bottom, left = (np.linalg.norm(quad[(i + 1) % 4] - quad[i]) for i in range(4))
-    area = 0.5 * abs(float(np.cross(quad[2] - quad[0], quad[3] - quad[1])))
+    edges = [(quad[i], quad[(i + 1) % 4]) for i in range(4)]  # two pairs of opposite sides: (0, 2), (1, 3)
+    tilts = {}
+    for first, second in ((edges[0], edges[2]), (edges[1], edges[3])):
+        # Which way the pair's sides lie apart in the image decides whether it measures tilt about the
+        # image's vertical or horizontal axis; the nearer (longer) side gives the sign.
+        gap = (second[0] + second[1] - first[0] - first[1]) / 2
+        axis = int(abs(gap[1]) > abs(gap[0]))  # 0: sides apart left-right, 1: top-bottom
+        near, far = (first, second) if gap[axis] > 0 else (second, first)  # `near` is left of or above `far`
+        lengths = np.linalg.norm(near[1] - near[0]), np.linalg.norm(far[1] - far[0])
+        tilts[axis] = (lengths[0] - lengths[1]) / (lengths[0] + lengths[1])
+    d1, d2 = quad[2] - quad[0], quad[3] - quad[1]
+    area = 0.5 * abs(float(d1[0] * d2[1] - d1[1] * d2[0]))  # of a quadrilateral, from its diagonals
     centre = quad.mean(axis=0) / (width, height)
-    return np.array([centre[0], centre[1], np.sqrt(area / (width * height)),
-                     (left - right) / (left + right), (top - bottom) / (top + bottom)])
+    return np.array([centre[0], centre[1], np.sqrt(area / (width * height)), tilts.get(0, 0.0), tilts.get(1, 0.0)])
 
 
 @dataclass
