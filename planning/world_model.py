@@ -21,7 +21,7 @@ PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_l
 class WorldModel:
     """Encoder + action-conditioned predictor from one manifest, on one backend."""
 
-    def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch"] = "onnxruntime",
+    def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch", "tensorrt", "auto"] = "onnxruntime",
                  threads: int = 1, undistort: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.manifest = manifest
         self.encoder = create_engine(manifest, "encoder", backend=backend, threads=threads)

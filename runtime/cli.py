@@ -13,6 +13,7 @@ import typer
 from runtime.cli_calibrate import calibrate_app
 from runtime.cli_common import fail
 from runtime.cli_controller import controller_sim
+from runtime.cli_engine import build_engine, convert_fp16
 from runtime.cli_goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli_model import goals, record, train
 from runtime.cli_quantize import quantize
@@ -36,6 +37,8 @@ app.command("train")(train)
 app.command("goals")(goals)
 app.add_typer(calibrate_app, name="calibrate")
 app.command("quantize")(quantize)
+app.command("build-engine")(build_engine)
+app.command("convert-fp16")(convert_fp16)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config YAML.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: dotted.key=value (repeatable).")]

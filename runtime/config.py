@@ -28,7 +28,10 @@ class _Section(BaseModel):
 
 class ModelSection(_Section):
     manifest: Path = Field(Path("models/demo/manifest.json"), description="Model manifest.json to run.")
-    backend: Literal["onnxruntime", "torch"] = Field("onnxruntime", description="Inference backend.")
+    backend: Literal["onnxruntime", "torch", "tensorrt", "auto"] = Field(
+        "onnxruntime",
+        description="Inference backend; auto: tensorrt where it can run (docs/tensorrt.md), else onnxruntime.",
+    )
     threads: int = Field(1, ge=1, le=64, description="Intra-op threads per engine.")
 
 

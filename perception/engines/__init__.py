@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 from typing import Literal
 
 from perception.engines.base import Engine, EngineError
 from perception.manifest import Manifest
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tensorrt", "auto")
+Backend = Literal["onnxruntime", "torch", "tensorrt", "auto"]
+# Replay each batch size's TensorRT enqueue from a CUDA graph (docs/tensorrt.md); off unless set to 1.
+CUDA_GRAPH_ENV = "EDGELOOP_CUDA_GRAPH"
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "create_engine"]
+__all__ = ["BACKENDS", "Backend", "Engine", "EngineError", "create_engine"]
 
 
-def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"],
-                  backend: Literal["onnxruntime", "torch"] = "onnxruntime", threads: int = 1) -> Engine:
-    """An engine for the manifest's encoder or predictor on `backend` with `threads` intra-op threads."""
+def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], backend: Backend = "onnxruntime",
+                  threads: int = 1) -> Engine:
+    """An engine for the manifest's encoder or predictor on `backend` with `threads` intra-op threads.
+
+    `auto` is TensorRT when tensorrt and a CUDA binding import and a GPU is visible, else ONNX Runtime; the
+    engine's `backend` says which was chosen, and a fallback is logged once with its reason.
+    """
     if part not in ("encoder", "predictor"):
         raise ValueError(f"unknown model part {part!r}: expected 'encoder' or 'predictor'")
     spec = manifest.encoder if part == "encoder" else manifest.predictor
+    if backend in ("tensorrt", "auto"):
+        from perception.engines.tensorrt import tensorrt_unavailable
+
+        missing = tensorrt_unavailable()
+        if missing is None:
+            from perception.trt_build import EngineCache, open_engine
+
+            engine, _entry = open_engine(manifest, part, EngineCache.default(),
+                                         cuda_graph=os.environ.get(CUDA_GRAPH_ENV) == "1")
+            return engine
+        if backend == "tensorrt":
+            raise EngineError(f"backend 'tensorrt' cannot run here: {missing} (use backend 'auto' to fall back to "
+                              "onnxruntime; on a GPU machine see docs/tensorrt.md)")
+        _log_fallback(missing)
+        backend = "onnxruntime"
     if backend == "onnxruntime":
         from perception.engines.ort import OnnxRuntimeEngine
 
@@ -30,3 +55,10 @@ def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"],
 
         return TorchReferenceEngine(manifest.path_of(manifest.reference), part, spec, threads=threads)
     raise ValueError(f"unknown inference backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+@functools.cache
+def _log_fallback(missing: str) -> None:
+    """Once per process and reason: `auto` runs ONNX Runtime, and why TensorRT was not used."""
+    logging.getLogger(__name__).warning("backend auto: running onnxruntime because TensorRT cannot run here: %s",
+                                        missing)
