@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from calibration.boards import BoardDetector, Detection, Rejection
 from calibration.camera_file import CameraCalibration, Extrinsics
-from calibration.handeye import HandEyeResult, solve_eye_to_hand, transform
+from calibration.handeye import HandEyeError, HandEyeResult, solve_eye_to_hand, transform
 from calibration.images import ImageError, read_image
 from calibration.lens import board_pose
 from calibration.poses import RobotView
@@ -24,7 +24,14 @@ class ExtrinsicsResult:
 def calibrate_extrinsics(calibration: CameraCalibration, detector: BoardDetector, views: Sequence[RobotView],
                          progress: Callable[[int], None] | None = None) -> ExtrinsicsResult:
     """Find the board in each view's image, its pose with the calibration's intrinsics, and solve hand-eye."""
-    board = detector.spec.object_points()
+    spec = detector.spec
+    if spec.kind == "checkerboard" and spec.cols % 2 == spec.rows % 2:
+        # Such a pattern looks the same turned by 180 degrees (90 if square): its corners would be numbered
+        # from either end depending on the view, and the board's pose would jump between views.
+        raise HandEyeError(f"board {spec}: a checkerboard whose inner-corner counts are both even or both odd "
+                           "has no unique orientation; use one with an odd and an even count (e.g. 9x6) or a "
+                           "ChArUco board")
+    board = spec.object_points()
     grippers, boards, names, rejected = [], [], [], []
     for done, view in enumerate(views, start=1):
         image = read_image(view.image)

@@ -7,7 +7,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import CHARUCO, CHECKERBOARD, Views
+from rendered_views import CHARUCO, CHECKERBOARD, Views
 
 from calibration.boards import BoardDetector, BoardError, BoardSpec, Detection, Rejection, board_image
 from calibration.lens import project_points

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import Views
+from rendered_views import Views
 
 from calibration.boards import BoardDetector
 from calibration.capture import FrameSelector, view_signature

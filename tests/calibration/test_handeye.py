@@ -94,6 +94,13 @@ def test_from_images_and_a_poses_file_to_the_calibration_file(
         calibrate_extrinsics(camera, BoardDetector(spec), [RobotView(tmp_path / "small.png", np.eye(4))])
 
 
+@pytest.mark.parametrize("board", ["checkerboard:7x7:0.03", "checkerboard:8x6:0.03"])
+def test_checkerboards_without_a_unique_orientation_are_refused(board: str) -> None:
+    with pytest.raises(HandEyeError, match=re.escape(f"board {board}: a checkerboard whose inner-corner counts are "
+                                                     "both even or both odd has no unique orientation")):
+        calibrate_extrinsics(example_camera("pinhole", (640, 480)), BoardDetector(BoardSpec.parse(board)), [])
+
+
 def test_quaternion_and_matrix_poses_are_the_same_pose(tmp_path: Path) -> None:
     angle = np.radians(30)
     path = tmp_path / "poses.yaml"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Views
+from rendered_views import Views
 
 from calibration.boards import BoardDetector, Detection
 from calibration.camera_file import CameraCalibration

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import Views
+from rendered_views import Views
 
 from calibration.boards import BoardDetector, Detection
 from calibration.camera_file import CameraCalibration, write_opencv, write_ros

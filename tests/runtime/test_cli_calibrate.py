@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
@@ -175,3 +176,12 @@ def test_bad_input_is_refused_with_the_file_or_option_named(tmp_path: Path, view
     code, output = _invoke("extrinsics", "--board", BOARD, "--camera", str(views / "truth.yaml"), "--poses",
                            str(tmp_path / "none.yaml"))
     assert code == 2 and "cannot read the poses file" in output
+
+
+def test_the_commands_default_to_the_detectors_sharpness_threshold() -> None:
+    # The CLI keeps cv2 out of `edgeloop` start-up, so it repeats the default instead of importing it.
+    from calibration.boards import DEFAULT_MIN_SHARPNESS
+    from runtime.cli_calibrate import extrinsics_command, intrinsics_command
+
+    for command in (intrinsics_command, extrinsics_command):
+        assert inspect.signature(command).parameters["min_sharpness"].default == DEFAULT_MIN_SHARPNESS
