@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from perception.engines.base import Engine
     from perception.engines.tensorrt import TensorRTEngine
 
 KEY_FORMAT = 1  # bump when the build settings change what an engine computes: every older entry then rebuilds
@@ -363,8 +364,8 @@ def sample_feeds(manifest: Manifest, part: Part, batch: int, seed: int = 0) -> d
     return {"latent": latent, "action": actions.astype(np.float32)}
 
 
-def check_engine(engine: TensorRTEngine, manifest: Manifest, part: Part, batch: BatchRange) -> list[Comparison]:
-    """The engine against ONNX Runtime on the same ONNX file at the profile's min, opt and max batch."""
+def check_engine(engine: Engine, manifest: Manifest, part: Part, batch: BatchRange) -> list[Comparison]:
+    """`engine` (a new TensorRT one) against ONNX Runtime on the same file at the profile's min, opt and max batch."""
     from perception.engines.ort import OnnxRuntimeEngine
 
     spec: ModelFile = getattr(manifest, part)

@@ -25,3 +25,14 @@ def model_copy(tmp_path: Path) -> Path:
     for name in MODEL_FILES:
         shutil.copy(DEMO_MODEL / name, target / name)
     return target
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip `gpu` tests, saying what is missing, unless TensorRT, a CUDA binding and a GPU are all here."""
+    if item.get_closest_marker("gpu") is None:
+        return
+    from perception.engines.tensorrt import tensorrt_unavailable
+
+    missing = tensorrt_unavailable()
+    if missing is not None:
+        pytest.skip(f"needs TensorRT and an NVIDIA GPU: {missing}; run scripts/gpu-selfcheck.sh on a GPU machine")

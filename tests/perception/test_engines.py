@@ -99,8 +99,8 @@ def test_wrong_dtype_and_shape_are_named(manifest: Manifest) -> None:
 
 
 def test_unknown_backend_is_refused(manifest: Manifest) -> None:
-    with pytest.raises(ValueError, match="unknown inference backend 'tensorrt'"):
-        create_engine(manifest, "encoder", "tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown inference backend 'tvm'"):
+        create_engine(manifest, "encoder", "tvm")  # type: ignore[arg-type]
 
 
 def test_torch_backend_needs_reference_weights(model_copy: Path) -> None:
