@@ -1,0 +1,261 @@
+"""The tuning spec (configs/tune.yaml): what to search, how to score a trial, what to evaluate on, the budget.
+
+Every searched key is checked against the run config schema before any trial runs: its bounds and choices are
+applied to the base config and validated, so a space the config would reject is refused with the key named.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from runtime.config import ConfigError, RunConfig, apply_override, load_config
+
+# The metrics a trial reports, per evaluation mode, and which way is better.
+Direction = Literal["minimize", "maximize"]
+CLOSED_LOOP_METRICS: dict[str, Direction] = {
+    "success_rate": "maximize", "mean_final_distance": "minimize", "time_to_goal": "minimize", "plan_ms": "minimize"}
+OPEN_LOOP_METRICS: dict[str, Direction] = {"action_error": "minimize", "goal_cost": "minimize", "plan_ms": "minimize"}
+# Only the chosen optimizer's subsection is read (docs/planner.md), so its keys are searched only with it.
+OPTIMIZER_SECTIONS = ("cem", "mppi", "predictive_sampling")
+
+
+class SpecError(ValueError):
+    """A tuning spec that cannot be used; each line names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Param(_Strict):
+    """One searched key: an integer range, a float range, or a list of choices."""
+
+    int_: tuple[int, int] | None = Field(None, alias="int", description="Integer range [low, high], inclusive.")
+    float_: tuple[float, float] | None = Field(None, alias="float", description="Float range [low, high].")
+    choices: list[Any] | None = Field(None, description="Values to choose from (any YAML scalars).")
+    log: bool = Field(False, description="Sample the range on a log scale (low must be > 0).")
+    step: float | None = Field(None, gt=0, description="Range only: sample on this grid from low.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Param:
+        kinds = [k for k, v in (("int", self.int_), ("float", self.float_), ("choices", self.choices)) if v is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"give exactly one of 'int', 'float' or 'choices' (got {kinds or 'none'})")
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("'choices' is empty")
+            if self.log or self.step is not None:
+                raise ValueError("'log' and 'step' apply to ranges, not to 'choices'")
+            if not all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in self.choices):
+                raise ValueError("choices must be scalars (numbers, strings, booleans or null)")
+            return self
+        low, high = self.int_ or self.float_  # type: ignore[misc]
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("range bounds must be finite")
+        if low >= high:
+            raise ValueError(f"low ({low}) must be below high ({high}); fix a value with evaluation.overrides")
+        if self.log and low <= 0:
+            raise ValueError(f"'log: true' needs low > 0 (got {low})")
+        if self.log and self.step is not None:
+            raise ValueError("'log' and 'step' cannot be combined")
+        if self.int_ is not None and self.step is not None and self.step != int(self.step):
+            raise ValueError(f"an integer range needs an integer step (got {self.step})")
+        return self
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        low, high = self.int_ or self.float_  # type: ignore[misc]
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+    def probe_values(self) -> list[Any]:
+        """The values whose validity stands for the whole space: both bounds, or every choice."""
+        if self.choices is not None:
+            return list(self.choices)
+        return list(self.int_ or self.float_)  # type: ignore[arg-type]
+
+
+class Objective(_Strict):
+    """Weighted (one value to minimize) or multi-objective (one direction per metric, a Pareto front)."""
+
+    weights: dict[str, float] | None = Field(
+        None, description="metric -> weight > 0; the trial's value = sum of weight x metric, signed so that "
+                          "lower is better (maximized metrics count negatively).")
+    metrics: list[str] | None = Field(
+        None, min_length=2, description="Multi-objective: these metrics each in their own direction.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Objective:
+        if (self.weights is None) == (self.metrics is None):
+            raise ValueError("give either 'weights' (one weighted objective) or 'metrics' (multi-objective)")
+        if self.weights is not None:
+            if not self.weights:
+                raise ValueError("'weights' is empty")
+            bad = [name for name, weight in self.weights.items() if not weight > 0]
+            if bad:
+                raise ValueError(f"weights must be > 0 (the metric's direction gives the sign): {bad}")
+        if self.metrics is not None and len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"'metrics' lists a metric twice: {self.metrics}")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.weights) if self.weights is not None else list(self.metrics or [])
+
+
+class Evaluation(_Strict):
+    mode: Literal["closed_loop", "open_loop"] = Field(
+        "closed_loop", description="closed_loop: the real loop against a sim controller process, to held-out "
+                                   "goals; open_loop: plan on recorded frames, compared with the recorded actions.")
+    goals: int = Field(5, ge=1, description="closed_loop: the first N held-out goals of the model's goal set.")
+    goal_timeout_s: float = Field(6.0, gt=0, description="closed_loop: give up on a goal after this long.")
+    tolerance_m: float = Field(0.05, gt=0, description="closed_loop: end-effector distance that counts as reached.")
+    recordings: list[Path] = Field(default_factory=list, description="open_loop: MCAP episode recordings.")
+    goal_frame: int = Field(-1, description="open_loop: the goal is this frame of each recording (-1: the last).")
+    stride: int = Field(10, ge=1, description="open_loop: plan from every stride-th frame before the goal frame.")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="planner.seed values; each trial runs once per seed, metrics averaged.")
+    overrides: list[str] = Field(default_factory=list,
+                                 description="dotted.key=value applied to every trial (not to best.yaml).")
+    trial_timeout_s: float = Field(300.0, gt=0, description="A trial still running after this long is killed "
+                                                             "and recorded as failed.")
+
+    @property
+    def metrics(self) -> dict[str, Direction]:
+        return CLOSED_LOOP_METRICS if self.mode == "closed_loop" else OPEN_LOOP_METRICS
+
+
+class Budget(_Strict):
+    trials: int = Field(20, ge=1, description="Finished trials the study holds in all (resumed runs count on).")
+    timeout_s: float | None = Field(None, gt=0, description="Start no new trial after this long (this run).")
+
+
+class Sampler(_Strict):
+    name: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
+    seed: int = Field(0, description="Sampler seed.")
+    startup_trials: int = Field(5, ge=0, description="TPE: random trials before it models the space.")
+
+
+class RaySection(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves per trial task.")
+
+
+class TuneSpec(_Strict):
+    base_config: Path = Field(description="The run config the trials start from (and best.yaml is built on).")
+    study_name: str | None = Field(None, description="Study name (default: the spec file's stem).")
+    out_dir: Path = Field(Path("runs/tune"), description="Outputs go to OUT_DIR/STUDY_NAME/.")
+    search: dict[str, Param] = Field(description="Dotted planner key -> range or choices.")
+    objective: Objective = Field(default_factory=lambda: Objective(weights={"success_rate": 1.0}))
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    budget: Budget = Field(default_factory=Budget)
+    sampler: Sampler = Field(default_factory=Sampler)
+    enqueue_base: bool = Field(True, description="Trial 0 evaluates the base config's own values.")
+    concurrency: int = Field(1, ge=1, description="Trials in flight at once.")
+    ray: RaySection = Field(default_factory=RaySection)
+
+    @property
+    def directions(self) -> list[Direction]:
+        if self.objective.weights is not None:
+            return ["minimize"]
+        return [self.evaluation.metrics[name] for name in self.objective.names]
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> TuneSpec:
+    """Read and validate a tuning spec, then check its search space against the run config schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: tuning spec not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the top level must be a mapping")
+    try:
+        for assignment in overrides or []:
+            apply_override(data, assignment)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from exc
+    try:
+        spec = TuneSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError("\n".join(f"{path}: {'.'.join(str(p) for p in e['loc'])}: "
+                                  f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                                  for e in exc.errors())) from exc
+    if spec.study_name is None:
+        spec.study_name = path.stem
+    problems = check_spec(spec)
+    if problems:
+        raise SpecError("\n".join(f"{path}: {problem}" for problem in problems))
+    return spec
+
+
+def check_spec(spec: TuneSpec) -> list[str]:
+    """Every reason the spec cannot run, each naming its key (empty: it can)."""
+    try:
+        base = load_config(spec.base_config, spec.evaluation.overrides)
+    except ConfigError as exc:
+        return [f"base_config: {line}" for line in str(exc).splitlines()]
+    raw = yaml.safe_load(spec.base_config.read_text()) or {}
+    problems = [f"search.{key}: {reason}" for key, param in spec.search.items()
+                for reason in _key_problems(key, param, raw, spec.evaluation.overrides, base, spec.search)]
+    if not spec.search:
+        problems.append("search: empty; name at least one planner key to search")
+    known = spec.evaluation.metrics
+    problems += [f"objective: '{name}' is not a {spec.evaluation.mode} metric (one of {', '.join(known)})"
+                 for name in spec.objective.names if name not in known]
+    if spec.evaluation.mode == "open_loop":
+        if not spec.evaluation.recordings:
+            problems.append("evaluation.recordings: open_loop needs at least one MCAP recording")
+        problems += [f"evaluation.recordings: {rec}: not found" for rec in spec.evaluation.recordings
+                     if not rec.is_file()]
+    return problems
+
+
+def _key_problems(key: str, param: Param, raw: dict[str, Any], overrides: list[str], base: RunConfig,
+                  search: dict[str, Param]) -> list[str]:
+    parts = key.split(".")
+    if parts[0] != "planner" or len(parts) < 2:
+        return ["only planner keys are searched (planner.*); fix other keys in the base config"]
+    if len(parts) > 2 and parts[1] in OPTIMIZER_SECTIONS and "planner.optimizer" not in search \
+            and base.planner.optimizer != parts[1]:
+        return [f"has no effect: the optimizer is {base.planner.optimizer} and planner.optimizer is not searched"]
+    problems = []
+    for value in param.probe_values():
+        reason = _value_problem(key, value, raw, overrides)
+        if reason is not None:
+            problems.append(f"value {value!r}: {reason}")
+    return problems
+
+
+def _value_problem(key: str, value: Any, raw: dict[str, Any], overrides: list[str]) -> str | None:
+    """Why the base config with `key` set to `value` is invalid at that key itself (None: it is valid there).
+
+    Errors between keys (cem.elites above samples, execute_steps above horizon) depend on the other sampled
+    values; those combinations fail their own trial (recorded with the reason) instead of refusing the space.
+    """
+    data = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy that apply_override may change
+    try:
+        for assignment in [*overrides, *trial_overrides({key: value})]:
+            apply_override(data, assignment)
+        RunConfig.model_validate(data)
+    except ConfigError as exc:
+        return str(exc)
+    except ValidationError as exc:
+        at_key = [e for e in exc.errors() if ".".join(str(p) for p in e["loc"]).startswith(key)]
+        if at_key:
+            return "; ".join("unknown key" if e["type"] == "extra_forbidden" else e["msg"] for e in at_key)
+    return None
+
+
+def trial_overrides(params: dict[str, Any]) -> list[str]:
+    """A trial's sampled values as `--set` overrides (JSON is YAML, so every value type survives)."""
+    return [f"{key}={json.dumps(value)}" for key, value in params.items()]
