@@ -17,6 +17,7 @@ from runtime.cli_engine import build_engine, convert_fp16
 from runtime.cli_goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli_model import goals, record, train
 from runtime.cli_quantize import quantize
+from runtime.cli_tune import tune
 
 app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
                   no_args_is_help=True, add_completion=False)
@@ -37,6 +38,7 @@ app.command("train")(train)
 app.command("goals")(goals)
 app.add_typer(calibrate_app, name="calibrate")
 app.command("quantize")(quantize)
+app.command("tune")(tune)
 app.command("build-engine")(build_engine)
 app.command("convert-fp16")(convert_fp16)
 
