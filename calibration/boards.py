@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -297,10 +298,23 @@ class BoardDetector:
         if count < needed:
             hint = None
             if marker_ids is not None and len(marker_ids) > 0:
-                hint = Rejection("partial", f"partial board: {count} of {self.spec.corner_count} corners found "
-                                            f"({len(marker_ids)} markers), at least {needed} needed")
+                found = f"{count} of {self.spec.corner_count} corners found ({len(marker_ids)} markers), at least " \
+                        f"{needed} needed"
+                hint = Rejection("partial", f"partial board: {found}") if _near_border(gray, _markers) else \
+                    Rejection("no_board", f"{found}: the board is too small in the image, too oblique, badly lit "
+                                          "or partly covered")
             return self._not_found(gray, hint)
         return corners.reshape(-1, 2).astype(np.float32), ids.ravel().astype(np.int32)
+
+
+def _near_border(gray: np.ndarray, markers: Sequence[np.ndarray]) -> bool:
+    """Whether decoded markers come within two marker sizes of the image border: the board may go on
+    beyond it."""
+    points = np.concatenate([m.reshape(-1, 2) for m in markers])
+    side = float(np.median([np.linalg.norm(m.reshape(4, 2)[1] - m.reshape(4, 2)[0]) for m in markers]))
+    height, width = gray.shape
+    border = min(points.min(), (width - 1 - points[:, 0]).min(), (height - 1 - points[:, 1]).min())
+    return bool(border < 2 * side)
 
 
 def _refine(gray: np.ndarray, corners: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

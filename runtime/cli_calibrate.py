@@ -13,6 +13,8 @@ import typer
 from runtime.cli_common import fail
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
     from calibration.boards import BoardDetector, BoardSpec
     from calibration.capture import FrameSelector
     from calibration.images import ImageDetections
@@ -50,6 +52,15 @@ def _detector(board: str, min_sharpness: float) -> BoardDetector:
     return BoardDetector(_spec(board), min_sharpness=min_sharpness)
 
 
+def _progress(*columns: ProgressColumn) -> Progress:
+    """A progress bar on stderr (stdout carries the report), gone when done; nothing when not a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
     from calibration.report import report_lines
 
@@ -85,24 +96,22 @@ def board_command(
 
 def _detect_files(pattern: str, detector: BoardDetector) -> ImageDetections:
     """Detections in a folder or glob of images, with a progress bar."""
-    from rich.progress import Progress
-
     from calibration.images import detect_images, image_paths
 
     paths = image_paths(pattern)
-    with Progress(transient=True) as progress:
+    with _progress() as progress:
         task = progress.add_task(f"finding the board in {len(paths)} images", total=len(paths))
         return detect_images(paths, detector, lambda done: progress.update(task, completed=done))
 
 
 def _capture(uri: str, selector: FrameSelector, timeout_s: float) -> str:
     """Offer frames from a source to the selector until it has enough; returns why capture stopped."""
-    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.progress import BarColumn, TextColumn
 
     from runtime.sources import open_source
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"))
-    with open_source(uri, pace="fast", loop=False) as source, Progress(*columns, transient=True) as progress:
+    with open_source(uri, pace="fast", loop=False) as source, _progress(*columns) as progress:
         task = progress.add_task("frames kept", total=selector.min_frames, status="waiting for frames")
         stopped = "enough frames"
         try:
@@ -233,8 +242,6 @@ def extrinsics_command(
 ) -> None:
     """Hand-eye calibration of a fixed camera: its pose in the robot base frame from images of a board the
     robot holds at known poses."""
-    from rich.progress import Progress
-
     from calibration.camera_file import file_format, read_calibration, write_calibration, write_ros
     from calibration.extrinsics import calibrate_extrinsics, with_extrinsics
     from calibration.poses import read_poses
@@ -244,7 +251,7 @@ def extrinsics_command(
     try:
         calibration = read_calibration(camera)
         views = read_poses(poses)
-        with Progress(transient=True) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"finding the board in {len(views)} images", total=len(views))
             result = calibrate_extrinsics(calibration, detector, views,
                                           lambda done: progress.update(task, completed=done))

@@ -136,3 +136,20 @@ def test_a_spec_that_counts_squares_instead_of_corners_is_explained(pinhole_view
     found = BoardDetector(BoardSpec.parse("checkerboard:8x6:0.025")).detect(pinhole_views.images[1])
     assert isinstance(found, Rejection) and found.reason == "no_board"
     assert "a checkerboard of 9x6 inner corners is in view, not 8x6" in found.detail
+
+
+def test_a_charuco_board_half_covered_inside_the_image_is_not_called_partial(charuco_views: Views) -> None:
+    detector = BoardDetector(charuco_views.spec)
+    found = [detector.detect(image) for image in charuco_views.images]
+    # The view whose board stays farthest from the image border.
+    def margin(d: Detection) -> float:
+        return float(min(d.corners.min(), (639 - d.corners[:, 0]).min(), (479 - d.corners[:, 1]).min()))
+    index = max((i for i, d in enumerate(found) if isinstance(d, Detection)), key=lambda i: margin(found[i]))
+    corners = found[index].corners  # type: ignore[union-attr]
+    image = charuco_views.images[index].copy()
+    left = int(np.median(corners[:, 0]))
+    top, bottom = int(corners[:, 1].min()) - 40, int(corners[:, 1].max()) + 40
+    image[max(top, 0):bottom, left:int(corners[:, 0].max()) + 40] = 110  # a grey card over the right half
+    covered = detector.detect(image)
+    assert isinstance(covered, Rejection) and covered.reason == "no_board", covered
+    assert covered.detail.endswith("the board is too small in the image, too oblique, badly lit or partly covered")
