@@ -427,14 +427,17 @@ def open_engine(manifest: Manifest, part: Part, cache: EngineCache, *, batch: Ba
     with Progress(console=console, transient=True) as progress:
         staged = cache.stage(key, build_serialized(manifest.path_of(spec), key, cache, workspace_mb, progress))
     build_s = time.monotonic() - started
-    engine = TensorRTEngine(staged, spec, spec.file, cuda_graph=cuda_graph)
-    comparisons = check_engine(engine, manifest, part, batch)
-    if not all(c.ok for c in comparisons):
-        engine.close()
-        staged.unlink()
-        raise EngineBuildError(f"{manifest.path_of(spec)}: the {manifest.precision} engine differs from ONNX Runtime "
-                               "beyond tolerance, so it was not cached: "
-                               + "; ".join(c.describe() for c in comparisons if not c.ok))
+    try:  # an engine that does not load or fails the check leaves nothing in the cache
+        engine = TensorRTEngine(staged, spec, spec.file, cuda_graph=cuda_graph)
+        comparisons = check_engine(engine, manifest, part, batch)
+        if not all(c.ok for c in comparisons):
+            engine.close()
+            raise EngineBuildError(f"{manifest.path_of(spec)}: the {manifest.precision} engine differs from ONNX "
+                                   "Runtime beyond tolerance, so it was not cached: "
+                                   + "; ".join(c.describe() for c in comparisons if not c.ok))
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     record = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "onnx_file": str(manifest.path_of(spec)), "model": manifest.name, "part": part,
               "batch": [batch.min, batch.opt, batch.max],
