@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,7 +90,7 @@ class Manifest(_Strict):
         directory = Path(directory)
         variant = self.model_copy(deep=True, update={
             "precision": precision,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "encoder": self.encoder.model_copy(update={"file": encoder_file,
                                                        "sha256": file_sha256(directory / encoder_file)}),
             "predictor": self.predictor.model_copy(update={"file": predictor_file,
