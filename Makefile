@@ -28,7 +28,7 @@ sysdeps:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,sim,dev,bench]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,sim,dev,bench,tune]"
 	touch $(STAMP)
 
 setup: sysdeps $(STAMP)

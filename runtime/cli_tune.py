@@ -33,7 +33,7 @@ def tune(
     from runtime.tuning.study import run_study, study_dir
     from runtime.tuning.trial import TrialRunner
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # log lines stay whole in files and CI logs
     try:
         spec = load_spec(config, set_ or [])
     except SpecError as exc:

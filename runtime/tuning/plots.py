@@ -1,7 +1,7 @@
 """The study's plots as PNG, drawn with OpenCV (matplotlib is not a runtime dependency).
 
 history.png: each trial's objective value and the best so far; importance.png: how much each searched key
-explains the objective (Optuna's fANOVA importances); tradeoff.png: a quality metric against plan ms.
+explains the objective (Optuna's default importance evaluator); tradeoff.png: a quality metric against plan ms.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def plot_importances(importances: dict[str, float], note: str, path: Path) -> Pa
     """Horizontal bars, most important first; `note` says why there are none when the study is too small."""
     label_w, bar_w, row_h, top = 300, 400, 24, 50
     canvas = np.full((top + row_h * max(len(importances), 1) + 30, label_w + bar_w + 70, 3), 255, np.uint8)
-    _text(canvas, "parameter importances (fANOVA, share of the objective's variance)", (8, 28), 0.5)
+    _text(canvas, "parameter importances (Optuna's default evaluator, normalized to sum to 1)", (8, 28), 0.5)
     if not importances:
         _text(canvas, note, (8, top + 16), 0.45, _FAIL)
     for row, (name, share) in enumerate(sorted(importances.items(), key=lambda item: -item[1])):

@@ -11,6 +11,7 @@ import csv
 import difflib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,10 @@ def _plots(study: optuna.Study, spec: TuneSpec, table: list[dict[str, Any]], bes
                                  [row[first] if row["state"] == "complete" else None for row in table],
                                  base, maximize, first, out / "history.png")
     try:
-        importances = optuna.importance.get_param_importances(
-            study, target=(lambda t: t.values[0]) if len(study.directions) > 1 else None)
+        with warnings.catch_warnings():  # "few trials per regime" on small studies: the plot is a sketch then
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(
+                study, target=(lambda t: t.values[0]) if len(study.directions) > 1 else None)
         note = ""
     except (RuntimeError, ValueError) as exc:  # too few complete trials, or no parameter varied yet
         importances, note = {}, f"not available yet: {exc}"

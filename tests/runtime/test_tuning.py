@@ -1,0 +1,232 @@
+"""`edgeloop tune`: real Optuna studies whose trials run the real loop against the sim controller (or plan on a
+real recording), in child processes; a local Ray instance runs trials side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from runtime.cli import app
+from runtime.config import load_config
+from runtime.tuning.spec import SpecError, load_spec
+
+pytest.importorskip("mujoco")
+ROOT = Path(__file__).resolve().parents[2]
+RECORDING = "data/demo_feed.mcap"
+
+
+def write_spec(tmp_path: Path, name: str = "study", **sections: Any) -> Path:
+    spec: dict[str, Any] = {"base_config": "configs/demo.yaml", "out_dir": str(tmp_path / "out"),
+                            "search": {"planner.samples": {"int": [16, 64], "log": True}}}
+    spec.update(sections)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def open_loop(**extra: Any) -> dict[str, Any]:
+    # stride 60 plans from 4 frames of the 200-frame feed: a trial in about a second plus process start-up.
+    return {"mode": "open_loop", "recordings": [RECORDING], "stride": 60, **extra}
+
+
+def tune(*args: str) -> Any:
+    return CliRunner().invoke(app, ["tune", *args])
+
+
+def load(tmp_path: Path, name: str = "study") -> optuna.Study:
+    storage = f"sqlite:///{tmp_path / 'out' / name / 'study.db'}"
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# -- the search space is checked before anything runs -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("search", "named", "reason"), [
+    ({"planner.sampels": {"int": [8, 64]}}, "planner.sampels", "unknown key"),
+    ({"planner.samples": {"int": [64, 8]}}, "planner.samples", "must be below high"),
+    ({"planner.cem.init_std": {"float": [0.0, 1.0], "log": True}}, "planner.cem.init_std", "low > 0"),
+    ({"planner.optimizer": {"choices": []}}, "planner.optimizer", "'choices' is empty"),
+    ({"planner.optimizer": {"choices": ["cem", "newton"]}}, "planner.optimizer", "'newton'"),
+    ({"planner.samples": {"int": [1, 64]}}, "planner.samples", "greater than or equal to 4"),
+    ({"loop.rate_hz": {"float": [10, 60]}}, "loop.rate_hz", "only planner keys"),
+    ({"planner.mppi.temperature": {"float": [0.1, 1.0]}}, "planner.mppi.temperature", "has no effect"),
+])
+def test_invalid_search_spaces_are_refused_with_reasons(tmp_path: Path, search: dict[str, Any], named: str,
+                                                        reason: str) -> None:
+    path = write_spec(tmp_path, search=search)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert named in str(error.value) and reason in str(error.value)
+    result = tune("--config", str(path))
+    assert result.exit_code == 2
+    assert named in result.output
+    assert not (tmp_path / "out").exists(), "a refused spec must not start a study"
+
+
+def test_objective_metrics_must_belong_to_the_evaluation_mode(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, objective={"weights": {"success_rate": 1.0}}, evaluation=open_loop())
+    with pytest.raises(SpecError, match="'success_rate' is not a open_loop metric"):
+        load_spec(path)
+
+
+# -- a study improves on a deliberately bad start ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_small_closed_loop_study_finds_a_config_better_than_a_bad_start(tmp_path: Path) -> None:
+    # The bad start: a huge pull towards hold-still, so the arm barely moves and reaches no goal.
+    base = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    base["planner"].update(samples=16, iterations=1, cem={"elites": 4},
+                           cost={**base["planner"]["cost"], "action_magnitude": {"weight": 50.0}})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(base))
+    path = write_spec(tmp_path, base_config=str(tmp_path / "bad.yaml"),
+                      search={"planner.cost.action_magnitude.weight": {"float": [0.0, 1.0]},
+                              "planner.samples": {"int": [16, 128], "log": True}},
+                      objective={"weights": {"success_rate": 1.0, "time_to_goal": 0.05}},
+                      evaluation={"goals": 2, "goal_timeout_s": 2.5}, budget={"trials": 4},
+                      sampler={"name": "tpe", "seed": 0, "startup_trials": 3})
+    result = tune("--config", str(path))
+    assert result.exit_code == 0, result.output
+
+    study = load(tmp_path)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    first = trials[0]
+    assert first.user_attrs["base"] is True  # trial 0 is the base config as it is
+    assert first.user_attrs["outside_space"] == {"planner.cost.action_magnitude.weight": 50.0}
+    assert first.user_attrs["metrics"]["success_rate"] == 0.0
+    best = study.best_trial
+    assert best.user_attrs["metrics"]["success_rate"] >= 0.5
+    assert best.value < first.value - 0.4  # at least one more goal in two, not noise
+
+    out = tmp_path / "out" / "study"
+    tuned = load_config(out / "best.yaml")
+    weight = best.params["planner.cost.action_magnitude.weight"]
+    assert tuned.planner.cost.action_magnitude.weight == pytest.approx(weight)
+    assert tuned.planner.samples == best.params["planner.samples"]
+    assert tuned.model == load_config(tmp_path / "bad.yaml").model  # the rest of the base config is kept
+    diff = (out / "best.diff").read_text()
+    assert "-      weight: 50.0" in diff.splitlines() and "-  samples: 16" in diff.splitlines()
+    assert diff in result.output  # the diff against the base is printed
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("number,state,base,value,")
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["best"]["number"] == best.number and len(summary["trials"]) == 4
+    for plot in ("history", "importance", "tradeoff"):
+        image = cv2.imread(str(out / "plots" / f"{plot}.png"))
+        assert image is not None and image.shape[0] > 100 and image.shape[1] > 300
+    # Every trial ran in its own run directory, with its own sim controller.
+    assert len({t.user_attrs["details"]["seeds"][0]["run_dir"] for t in trials}) == 4
+
+
+# -- resuming, interruption and failed trials (open loop on the shipped recording: fast) -------------------------------
+
+def test_a_second_run_resumes_the_study_to_its_total_budget(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, evaluation=open_loop(), objective={"weights": {"action_error": 1.0}})
+    assert tune("--config", str(path), "--trials", "2").exit_code == 0
+    before = [(t.number, t.params, t.value) for t in load(tmp_path).trials]
+    assert len(before) == 2
+
+    result = tune("--config", str(path), "--trials", "4")
+    assert result.exit_code == 0, result.output
+    after = load(tmp_path).trials
+    assert len(after) == 4 and all(t.state == TrialState.COMPLETE for t in after)
+    assert [(t.number, t.params, t.value) for t in after[:2]] == before
+    assert sum(bool(t.user_attrs.get("base")) for t in after) == 1  # the base config is evaluated once
+    # New trials are new draws, not the first run's random values again.
+    assert after[2].params != after[0].params or after[3].params != after[1].params
+
+
+def test_ctrl_c_keeps_finished_trials_and_the_next_run_carries_on(tmp_path: Path,
+                                                                  wait_until: Callable[..., bool]) -> None:
+    path = write_spec(tmp_path, evaluation=open_loop(), objective={"weights": {"action_error": 1.0}})
+    command = [sys.executable, "-m", "runtime.cli", "tune", "--config", str(path), "--trials", "8"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "out" / "study" / "study.db"
+
+    def finished() -> int:
+        # Read-only SQL: opening the study through Optuna while the run creates it would race its schema setup.
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+                return int(connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    assert wait_until(lambda: finished() >= 1, timeout_s=120)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    trials = load(tmp_path).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert complete and all(t.state != TrialState.RUNNING for t in trials)
+    cut = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["reason"] == "interrupted" for t in cut)
+    assert (tmp_path / "out" / "study" / "results.csv").is_file()  # outputs cover the finished trials
+
+    result = tune("--config", str(path), "--trials", str(len(complete) + 1))
+    assert result.exit_code == 0, result.output
+    resumed = load(tmp_path).trials
+    assert [t.params for t in resumed[:len(trials)]] == [t.params for t in trials]  # nothing lost or redone
+    assert len([t for t in resumed if t.state == TrialState.COMPLETE]) == len(complete) + 1
+
+
+def test_crashed_and_timed_out_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mcap"
+    broken.write_bytes(b"not an mcap file")
+    path = write_spec(tmp_path, name="crash", evaluation=open_loop(recordings=[str(broken)]),
+                      objective={"weights": {"action_error": 1.0}}, budget={"trials": 2})
+    result = tune("--config", str(path))
+    assert result.exit_code == 0, result.output
+    trials = load(tmp_path, "crash").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2  # both ran: the first failure did not stop the study
+    assert all("exited with status 1" in t.user_attrs["reason"] and "broken.mcap" in t.user_attrs["reason"]
+               for t in trials)
+    assert "no trial completed yet" in result.output
+
+    path = write_spec(tmp_path, name="slow", evaluation={"goals": 1, "trial_timeout_s": 1.0}, budget={"trials": 2})
+    started = time.monotonic()
+    result = tune("--config", str(path))
+    assert result.exit_code == 0, result.output
+    trials = load(tmp_path, "slow").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert all(t.user_attrs["reason"].startswith("timed out after 1 s") for t in trials)
+    assert time.monotonic() - started < 30  # killed at the timeout, not left to drive to its goal
+
+
+# -- Ray -------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_local_ray_instance_runs_closed_loop_trials_side_by_side(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    # Ray's workers run the trial function; they find the package through the venv's editable install.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        path = write_spec(tmp_path, evaluation={"goals": 1, "goal_timeout_s": 5.0}, budget={"trials": 2},
+                          search={"planner.samples": {"int": [32, 64]}})
+        result = tune("--config", str(path), "--ray", "local", "--concurrency", "2")
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    first, second = ({"start": t.user_attrs["started_at"], "end": t.user_attrs["finished_at"]} for t in trials)
+    # Side by side: each started before the other ended (each with its own sim controller and ports).
+    assert first["start"] < second["end"] and second["start"] < first["end"]
+    assert all(t.user_attrs["metrics"]["success_rate"] == 1.0 for t in trials)
+    assert os.path.isfile(tmp_path / "out" / "study" / "best.yaml")
