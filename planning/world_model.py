@@ -22,10 +22,12 @@ class WorldModel:
     """Encoder + action-conditioned predictor from one manifest, on one backend."""
 
     def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch", "tensorrt", "auto"] = "onnxruntime",
-                 threads: int = 1, undistort: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 threads: int = 1, undistort: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                 engine_cache: Path | None = None, cuda_graph: bool = False) -> None:
         self.manifest = manifest
-        self.encoder = create_engine(manifest, "encoder", backend=backend, threads=threads)
-        self.predictor = create_engine(manifest, "predictor", backend=backend, threads=threads)
+        self.encoder, self.predictor = (
+            create_engine(manifest, part, backend, threads, engine_cache=engine_cache, cuda_graph=cuda_graph)
+            for part in ("encoder", "predictor"))
         self.backend = self.encoder.backend
         self.preprocess = Preprocessor(manifest.image, undistort=undistort)  # camera calibration, when configured
         self.latent_dim = manifest.latent_dim

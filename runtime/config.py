@@ -33,6 +33,11 @@ class ModelSection(_Section):
         description="Inference backend; auto: tensorrt where it can run (docs/tensorrt.md), else onnxruntime.",
     )
     threads: int = Field(1, ge=1, le=64, description="Intra-op threads per engine.")
+    engine_cache: Path | None = Field(
+        None,
+        description="TensorRT engine cache directory; null: $EDGELOOP_ENGINE_CACHE, else ~/.cache/edgeloop/engines.",
+    )
+    cuda_graph: bool = Field(False, description="TensorRT: replay each batch size's enqueue from a CUDA graph.")
 
 
 class SourceSection(_Section):

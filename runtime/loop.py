@@ -60,7 +60,8 @@ class ControlLoop:
         self.model_sha256 = manifest_sha256(config.model.manifest)
         camera = config.calibration.camera
         self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads,
-                                      undistort=Undistorter.from_file(camera) if camera is not None else None)
+                                      undistort=Undistorter.from_file(camera) if camera is not None else None,
+                                      engine_cache=config.model.engine_cache, cuda_graph=config.model.cuda_graph)
         # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
                                self.world_model.action_low, self.world_model.action_high, config.loop.period_s)

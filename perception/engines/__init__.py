@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
+from pathlib import Path
 from typing import Literal
 
 from perception.engines.base import Engine, EngineError
@@ -12,15 +12,16 @@ from perception.manifest import Manifest
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt", "auto")
 Backend = Literal["onnxruntime", "torch", "tensorrt", "auto"]
-# Replay each batch size's TensorRT enqueue from a CUDA graph (docs/tensorrt.md); off unless set to 1.
-CUDA_GRAPH_ENV = "EDGELOOP_CUDA_GRAPH"
 
 __all__ = ["BACKENDS", "Backend", "Engine", "EngineError", "create_engine"]
 
 
 def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], backend: Backend = "onnxruntime",
-                  threads: int = 1) -> Engine:
+                  threads: int = 1, *, engine_cache: Path | None = None, cuda_graph: bool = False) -> Engine:
     """An engine for the manifest's encoder or predictor on `backend` with `threads` intra-op threads.
+
+    TensorRT engines come from `engine_cache` (default: $EDGELOOP_ENGINE_CACHE, else ~/.cache/edgeloop/engines)
+    and, with `cuda_graph`, replay each batch size's enqueue from a CUDA graph (docs/tensorrt.md).
 
     `auto` is TensorRT when tensorrt and a CUDA binding import and a GPU is visible, else ONNX Runtime; the
     engine's `backend` says which was chosen, and a fallback is logged once with its reason.
@@ -35,8 +36,8 @@ def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], bac
         if missing is None:
             from perception.trt_build import EngineCache, open_engine
 
-            engine, _entry = open_engine(manifest, part, EngineCache.default(),
-                                         cuda_graph=os.environ.get(CUDA_GRAPH_ENV) == "1")
+            cache = EngineCache(engine_cache) if engine_cache is not None else EngineCache.default()
+            engine, _entry = open_engine(manifest, part, cache, cuda_graph=cuda_graph)
             return engine
         if backend == "tensorrt":
             raise EngineError(f"backend 'tensorrt' cannot run here: {missing} (use backend 'auto' to fall back to "
