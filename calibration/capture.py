@@ -69,8 +69,8 @@ class FrameSelector:
     detections: list[Detection] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> frames
     seen: int = 0
-    _coverage: Coverage | None = None
-    _signatures: list[np.ndarray] = field(default_factory=list)
+    _coverage: Coverage | None = field(default=None, init=False)
+    _signatures: list[np.ndarray] = field(default_factory=list, init=False)
 
     @property
     def coverage(self) -> float:

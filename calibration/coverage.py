@@ -21,7 +21,6 @@ class Coverage:
         self.scale = min(1.0, _MASK_WIDTH / width)
         self.mask = np.zeros((max(1, round(height * self.scale)), max(1, round(width * self.scale))), np.uint8)
         self.grid = grid
-        self.views = 0
 
     def outline(self, corners: np.ndarray) -> np.ndarray:
         """A mask (like `mask`) of the convex hull of one view's corners."""
@@ -40,12 +39,7 @@ class Coverage:
 
     def add(self, corners: np.ndarray) -> None:
         self.mask |= self.outline(corners)
-        self.views += 1
 
     @property
     def fraction(self) -> float:
         return float(self.mask.mean())
-
-    @property
-    def cells_covered(self) -> int:
-        return int(np.count_nonzero(self._cells(self.mask)))

@@ -38,7 +38,6 @@ class ViewError:
     corners: int
     rvec: np.ndarray  # board pose in the camera frame (camera_T_board)
     tvec: np.ndarray
-    residuals: np.ndarray  # (corners, 2) detected minus reprojected, px
 
 
 @dataclass
@@ -84,7 +83,7 @@ def calibrate_intrinsics(views: Sequence[BoardView], spec: BoardSpec, size: tupl
         squared += sq
         count += len(img)
         errors.append(ViewError(view.name, float(np.sqrt(sq / len(img))), len(img), np.asarray(rvec).ravel(),
-                                np.asarray(tvec).ravel(), residuals))
+                                np.asarray(tvec).ravel()))
     coverage = Coverage(size)
     for image in images:
         coverage.add(image)

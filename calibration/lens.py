@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 
 LensModel = Literal["pinhole", "fisheye"]
-LENS_MODELS: tuple[LensModel, ...] = ("pinhole", "fisheye")
 
 
 def project_points(model: LensModel, camera_matrix: np.ndarray, dist_coeffs: np.ndarray, object_points: np.ndarray,

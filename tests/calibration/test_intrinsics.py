@@ -101,4 +101,6 @@ def test_coverage_counts_area_once_and_new_cells() -> None:
     assert coverage.fraction == pytest.approx(0.25, abs=0.01)
     assert coverage.new_cells(square) == 0
     coverage.add(square)
-    assert coverage.fraction == pytest.approx(0.25, abs=0.01) and coverage.cells_covered == 12
+    assert coverage.fraction == pytest.approx(0.25, abs=0.01)
+    half = np.array([[0, 0], [639, 0], [639, 239], [0, 239]], np.float64)  # the top half: 12 more cells
+    assert coverage.new_cells(half) == 12
