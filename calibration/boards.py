@@ -292,7 +292,7 @@ class BoardDetector:
     def _charuco_corners(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | Rejection:
         assert self._charuco is not None
         # The detector refines ChArUco corners with cornerSubPix itself, its window kept clear of the markers.
-        corners, ids, _markers, marker_ids = self._charuco.detectBoard(gray)
+        corners, ids, markers, marker_ids = self._charuco.detectBoard(gray)
         count = 0 if ids is None else len(ids)
         needed = max(4, math.ceil(self.min_charuco_fraction * self.spec.corner_count))
         if count < needed:
@@ -300,7 +300,7 @@ class BoardDetector:
             if marker_ids is not None and len(marker_ids) > 0:
                 found = f"{count} of {self.spec.corner_count} corners found ({len(marker_ids)} markers), at least " \
                         f"{needed} needed"
-                hint = Rejection("partial", f"partial board: {found}") if _near_border(gray, _markers) else \
+                hint = Rejection("partial", f"partial board: {found}") if _near_border(gray, markers) else \
                     Rejection("no_board", f"{found}: the board is too small in the image, too oblique, badly lit "
                                           "or partly covered")
             return self._not_found(gray, hint)
