@@ -24,7 +24,7 @@ from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
 from planning.world_model import WorldModel
-from runtime import protocol
+from runtime import platform_info, protocol
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import RuntimeLink
@@ -58,6 +58,7 @@ class ControlLoop:
         self.config = config
         manifest = load_manifest(config.model.manifest)
         self.model_sha256 = manifest_sha256(config.model.manifest)
+        self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
         camera = config.calibration.camera
         self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads,
                                       undistort=Undistorter.from_file(camera) if camera is not None else None,
@@ -334,6 +335,7 @@ class ControlLoop:
         summary |= {
             "model_sha256": self.model_sha256,
             "backend": self.world_model.backend,
+            "platform": self.platform,
             "planner": {
                 "optimizer": self.config.planner.optimizer,
                 "plans": counters["plans"],

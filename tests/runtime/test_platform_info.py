@@ -286,3 +286,31 @@ def test_jetson_clocks_refused_without_root_falls_back_to_sysfs(
     from_sysfs = {"units": {"GPU": {"min": 1, "max": 2}}, "power_mode": None, "locked": False}
     monkeypatch.setattr(platform_info, "read_sysfs_clocks", lambda: dict(from_sysfs))
     assert platform_info.collect()["jetson"]["clocks"] == {**from_sysfs, "source": "sysfs"}
+
+
+def test_run_summary_holds_the_platform_collected_once_at_loop_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.config import load_config
+    from runtime.link import RuntimeLink
+    from runtime.loop import ControlLoop
+    from runtime.sources import open_source
+
+    root = Path(__file__).resolve().parents[2]
+    calls: list[int] = []
+
+    def collect() -> dict[str, str]:
+        calls.append(1)
+        return {"machine": "collected"}
+
+    monkeypatch.setattr(platform_info, "collect", collect)
+    config = load_config(root / "configs" / "demo.yaml", [
+        f"model.manifest={root / 'models' / 'demo' / 'manifest.json'}",
+        f"goal.image={root / 'models' / 'demo' / 'goals' / 'goal_000.png'}",
+        f"runs_dir={tmp_path}", "link.goal_endpoint=null", "loop.status_line=false"])
+    # No controller listens there: the loop only starts and closes, sending a stop nobody receives.
+    loop = ControlLoop(config, source=open_source(f"mcap:{root / 'data' / 'demo_feed.mcap'}"),
+                       link=RuntimeLink("tcp://127.0.0.1:1", "tcp://127.0.0.1:2"))
+    assert loop.summary()["platform"] == {"machine": "collected"}
+    summary = loop.close()
+    assert json.loads((Path(summary["run_dir"]) / "summary.json").read_text())["platform"] == {"machine": "collected"}
+    assert len(calls) == 1
