@@ -71,10 +71,10 @@ def test_planner_edits_apply_and_bad_edits_are_refused(tmp_path: Path, wait_unti
         assert wait_until(lambda: counters["reload_errors"] == 1, 10)
         assert "planner.samples" in capsys.readouterr().err
         # An edit outside the planner section needs a restart: refused too.
-        _write(config_file, _edited(config, "planner.samples=32", "loop.rate_hz=30"))
+        _write(config_file, _edited(config, "planner.samples=32", "loop.rate_hz=25"))
         assert wait_until(lambda: counters["reload_errors"] == 2, 10)
         err = capsys.readouterr().err
-        assert "restart for: loop.rate_hz: 20.0 -> 30.0" in err
+        assert "restart for: loop.rate_hz: 30.0 -> 25.0" in err
         assert loop.planner.settings.samples == 64 and counters["reloads"] == 1
         calls = len(batches.batches)
         assert wait_until(lambda: len(batches.batches) > calls + 10, 10)
