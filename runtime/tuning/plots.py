@@ -51,10 +51,10 @@ class _Axes:
     """Data coordinates -> pixels on a white canvas with a grid, tick labels, axis titles and a title."""
 
     def __init__(self, title: str, x_label: str, y_label: str, xs: Sequence[float], ys: Sequence[float],
-                 integer_x: bool = False) -> None:
+                 integer_x: bool = False, y_limits: tuple[float, float] | None = None) -> None:
         self.canvas = np.full((_HEIGHT, _WIDTH, 3), 255, np.uint8)
         self.x_range = self._padded(xs)
-        self.y_range = self._padded(ys)
+        self.y_range = self._padded(list(y_limits) if y_limits else ys)
         for x, label in _ticks(*self.x_range, integer=integer_x):
             px = self.px(x, self.y_range[0])[0]
             cv2.line(self.canvas, (px, _TOP), (px, _HEIGHT - _BOTTOM), _GRID, 1)
@@ -64,7 +64,7 @@ class _Axes:
             cv2.line(self.canvas, (_LEFT, py), (_WIDTH - _RIGHT, py), _GRID, 1)
             _text(self.canvas, label, (8, py + 4))
         cv2.rectangle(self.canvas, (_LEFT, _TOP), (_WIDTH - _RIGHT, _HEIGHT - _BOTTOM), _INK, 1)
-        _text(self.canvas, title, (_LEFT, 30), 0.55)
+        _text(self.canvas, title, (_LEFT, 22), 0.55)
         _text(self.canvas, x_label, (_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2 - 40, _HEIGHT - 18), 0.45)
         _text(self.canvas, y_label, (8, _TOP - 10), 0.45)
 
@@ -130,10 +130,10 @@ def plot_importances(importances: dict[str, float], note: str, path: Path) -> Pa
 
 
 def plot_tradeoff(points: list[tuple[float, float, int]], best: int | None, base: int | None, x_label: str,
-                  y_label: str, path: Path) -> Path:
+                  y_label: str, path: Path, y_limits: tuple[float, float] | None = None) -> Path:
     """One dot per complete trial (x, y, trial number); the best trial and the base config marked."""
     axes = _Axes(f"{y_label} vs {x_label}", x_label, y_label, [p[0] for p in points] or [0.0],
-                 [p[1] for p in points] or [0.0])
+                 [p[1] for p in points] or [0.0], y_limits=y_limits)
     for x, y, number in points:
         color = _BEST if number == best else _BASE if number == base else _DOT
         cv2.circle(axes.canvas, axes.px(x, y), 7 if number in (best, base) else 5, color, -1, cv2.LINE_AA)

@@ -135,5 +135,5 @@ def _plots(study: optuna.Study, spec: TuneSpec, table: list[dict[str, Any]], bes
               if row["state"] == "complete" and all(math.isfinite(row.get(f"metric.{k}", math.nan))
                                                     for k in ("plan_ms", quality))]
     tradeoff = plots.plot_tradeoff(points, best.number if best else None, base, "plan ms (p50)", quality,
-                                   out / "tradeoff.png")
+                                   out / "tradeoff.png", (0.0, 1.0) if quality == "success_rate" else None)
     return [history, importance, tradeoff]

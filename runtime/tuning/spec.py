@@ -184,18 +184,35 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> TuneSpec:
             apply_override(data, assignment)
     except ConfigError as exc:
         raise SpecError(str(exc)) from exc
+    # Each searched key is validated on its own, so one bad range does not hide the others' reasons.
+    problems: list[str] = []
+    search = data.get("search")
+    if isinstance(search, dict):
+        for key, param in list(search.items()):
+            try:
+                Param.model_validate(param)
+            except ValidationError as exc:
+                problems += _messages(exc, f"search.{key}")
+                del search[key]
     try:
         spec = TuneSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError("\n".join(f"{path}: {'.'.join(str(p) for p in e['loc'])}: "
-                                  f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                                  for e in exc.errors())) from exc
+        raise SpecError("\n".join(f"{path}: {line}" for line in [*problems, *_messages(exc)])) from exc
     if spec.study_name is None:
         spec.study_name = path.stem
-    problems = check_spec(spec)
+    problems += check_spec(spec)
     if problems:
         raise SpecError("\n".join(f"{path}: {problem}" for problem in problems))
     return spec
+
+
+def _messages(error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        where = ".".join([prefix, *(str(p) for p in item["loc"])] if prefix else [str(p) for p in item["loc"]])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
 
 
 def check_spec(spec: TuneSpec) -> list[str]:
@@ -207,7 +224,7 @@ def check_spec(spec: TuneSpec) -> list[str]:
     raw = yaml.safe_load(spec.base_config.read_text()) or {}
     problems = [f"search.{key}: {reason}" for key, param in spec.search.items()
                 for reason in _key_problems(key, param, raw, spec.evaluation.overrides, base, spec.search)]
-    if not spec.search:
+    if not spec.search and not problems:
         problems.append("search: empty; name at least one planner key to search")
     known = spec.evaluation.metrics
     problems += [f"objective: '{name}' is not a {spec.evaluation.mode} metric (one of {', '.join(known)})"
@@ -228,12 +245,12 @@ def _key_problems(key: str, param: Param, raw: dict[str, Any], overrides: list[s
     if len(parts) > 2 and parts[1] in OPTIMIZER_SECTIONS and "planner.optimizer" not in search \
             and base.planner.optimizer != parts[1]:
         return [f"has no effect: the optimizer is {base.planner.optimizer} and planner.optimizer is not searched"]
-    problems = []
-    for value in param.probe_values():
-        reason = _value_problem(key, value, raw, overrides)
-        if reason is not None:
-            problems.append(f"value {value!r}: {reason}")
-    return problems
+    probes = param.probe_values()
+    reasons = [(value, _value_problem(key, value, raw, overrides)) for value in probes]
+    failing = [(value, reason) for value, reason in reasons if reason is not None]
+    if len(probes) > 1 and len(failing) == len(probes) and len({reason for _, reason in failing}) == 1:
+        return [str(failing[0][1])]  # the key itself is wrong (unknown, not a section), whatever the value
+    return [f"value {value!r}: {reason}" for value, reason in failing]
 
 
 def _value_problem(key: str, value: Any, raw: dict[str, Any], overrides: list[str]) -> str | None:
@@ -252,7 +269,8 @@ def _value_problem(key: str, value: Any, raw: dict[str, Any], overrides: list[st
     except ValidationError as exc:
         at_key = [e for e in exc.errors() if ".".join(str(p) for p in e["loc"]).startswith(key)]
         if at_key:
-            return "; ".join("unknown key" if e["type"] == "extra_forbidden" else e["msg"] for e in at_key)
+            return "; ".join("unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+                             for e in at_key)
     return None
 
 
