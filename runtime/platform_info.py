@@ -1,8 +1,8 @@
 """The machine a run ran on, for the `platform` key of runs/<id>/summary.json (docs/deploy-jetson.md).
 
 Everywhere: CPU model and cores, OS, Python, ONNX Runtime, TensorRT and CUDA versions. On a Jetson also the
-L4T release, JetPack, power mode (`nvpmodel -q`), clocks (`jetson_clocks --show`, else sysfs) and one sample
-of jtop (jetson-stats) or tegrastats.
+L4T release, JetPack, power mode (`nvpmodel -q`, else nvpmodel's status file), clocks (`jetson_clocks --show`,
+else sysfs) and one sample of jtop (jetson-stats) or tegrastats.
 
 Read only: the commands run are queries, each with a short timeout, and `jetson_clocks` is only ever run with
 `--show`. Whatever cannot be read is recorded as null; `collect()` never raises.
@@ -32,12 +32,18 @@ NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 # The device tree's model, and where jetson-containers' run.sh copies it: containers cannot mount /proc files.
 MODEL_FILES = (Path("/proc/device-tree/model"), Path("/tmp/nv_jetson_model"))
 CUDA_VERSION_FILE = Path("/usr/local/cuda/version.json")
+# What nvpmodel itself reads and writes: the mode in force (`pmode:0002`) and the modes' names. Plain files, so a
+# container or a user without nvpmodel can still read the power mode.
+NVPMODEL_STATUS = Path("/var/lib/nvpmodel/status")
+NVPMODEL_CONF = Path("/etc/nvpmodel.conf")
 # nvpmodel and jetson_clocks live in /usr/sbin and /usr/bin, which a non-root PATH may lack.
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 COMMAND_TIMEOUT_S = 3.0
 
 _RELEASE_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
 _POWER_MODE_RE = re.compile(r"NV Power Mode:\s*(\S.*?)\s*$")
+_PMODE_RE = re.compile(r"pmode:0*(\d+)")
+_POWER_MODEL_RE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>")
 _FREQ_UNIT_RE = re.compile(r"^(\w+):?\s+.*\bMinFreq=")
 _KEY_VALUE_RE = re.compile(r"(\w+)=(\S+)")
 
@@ -68,6 +74,17 @@ def parse_nvpmodel_query(text: str) -> dict[str, Any] | None:
         mode_id = next((int(after) for after in lines[index + 1:] if after.isdigit()), None)
         return {"name": match.group(1), "id": mode_id}
     return None
+
+
+def parse_nvpmodel_status(status: str, conf: str) -> dict[str, Any] | None:
+    """/var/lib/nvpmodel/status (`pmode:0002`) with /etc/nvpmodel.conf (`< POWER_MODEL ID=2 NAME=MAXN_SUPER >`)
+    -> {"name": "MAXN_SUPER", "id": 2}; the name is None when the conf does not define that id."""
+    match = _PMODE_RE.search(status)
+    if match is None:
+        return None
+    mode_id = int(match.group(1))
+    names = {int(found.group(1)): found.group(2) for found in _POWER_MODEL_RE.finditer(conf)}
+    return {"name": names.get(mode_id), "id": mode_id}
 
 
 def parse_jetson_clocks_show(text: str) -> dict[str, Any] | None:
@@ -291,6 +308,13 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+def power_mode() -> dict[str, Any] | None:
+    queried = parse_nvpmodel_query(run_query(["nvpmodel", "-q"]) or "")
+    if queried is not None:
+        return queried
+    return parse_nvpmodel_status(_read_text(NVPMODEL_STATUS) or "", _read_text(NVPMODEL_CONF) or "")
+
+
 def _jetson(model: str | None, release: dict[str, Any] | None) -> dict[str, Any]:
     clocks = _safe(lambda: parse_jetson_clocks_show(run_query(["jetson_clocks", "--show"]) or ""))
     if clocks is not None:
@@ -307,7 +331,7 @@ def _jetson(model: str | None, release: dict[str, Any] | None) -> dict[str, Any]
         # JetPack's meta-package; absent in containers and on flashes without it, where `l4t` identifies JetPack.
         "jetpack": _safe(lambda: (run_query(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"]) or "").strip()
                          or None),
-        "power_mode": _safe(lambda: parse_nvpmodel_query(run_query(["nvpmodel", "-q"]) or "")),
+        "power_mode": _safe(power_mode),
         "clocks": clocks,
         "stats": ({"source": "jtop", "sample": jtop} if jtop is not None
                   else {"source": "tegrastats", "sample": tegrastats} if tegrastats is not None else None),

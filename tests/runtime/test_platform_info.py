@@ -76,6 +76,25 @@ def test_nvpmodel_query_gives_mode_name_and_id() -> None:
     assert platform_info.parse_nvpmodel_query("nvpmodel: command failed\n") is None
 
 
+NVPMODEL_CONF = """< PARAM TYPE=FILE NAME=CPU_ONLINE >
+CORE_0 /sys/devices/system/cpu/cpu0/online
+< POWER_MODEL ID=0 NAME=15W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=1 NAME=25W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=2 NAME=MAXN_SUPER >
+CPU_ONLINE CORE_0 1
+< PM_CONFIG DEFAULT=1 >
+"""
+
+
+def test_nvpmodel_status_file_names_the_mode_from_the_conf() -> None:
+    assert platform_info.parse_nvpmodel_status("pmode:0002 fmode:quiet\n", NVPMODEL_CONF) == {
+        "name": "MAXN_SUPER", "id": 2}
+    assert platform_info.parse_nvpmodel_status("pmode:0000", "") == {"name": None, "id": 0}
+    assert platform_info.parse_nvpmodel_status("", NVPMODEL_CONF) is None
+
+
 def test_jetson_clocks_show_gives_each_unit_and_whether_clocks_are_locked() -> None:
     parsed = platform_info.parse_jetson_clocks_show(CLOCKS_ORIN)
     assert parsed is not None
@@ -275,6 +294,18 @@ def test_collect_on_a_simulated_jetson_queries_and_never_changes_settings(
     assert jetson["stats"] == {"source": "tegrastats", "sample": TEGRASTATS_LINE}
     assert sorted(calls.read_text().splitlines()) == [
         "dpkg-query -W -f=${Version} nvidia-jetpack", "jetson_clocks --show", "nvpmodel -q"]
+
+
+def test_without_nvpmodel_the_power_mode_comes_from_its_status_file(
+        tools: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = tmp_path / "nv_tegra_release"
+    release.write_text(RELEASE_R36)
+    status, conf = tmp_path / "status", tmp_path / "nvpmodel.conf"
+    status.write_text("pmode:0001\n")
+    conf.write_text(NVPMODEL_CONF)
+    for name, value in (("NV_TEGRA_RELEASE", release), ("NVPMODEL_STATUS", status), ("NVPMODEL_CONF", conf)):
+        monkeypatch.setattr(platform_info, name, value)
+    assert platform_info.collect()["jetson"]["power_mode"] == {"name": "25W", "id": 1}
 
 
 def test_jetson_clocks_refused_without_root_falls_back_to_sysfs(
