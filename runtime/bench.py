@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner
 from planning.settings import PlannerSettings
@@ -31,7 +32,8 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
 
 
 def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[str, Any]:
-    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan."""
+    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan per backend;
+    with `calibration.camera` set, also the undistortion of one frame at the calibrated size."""
     manifest = load_manifest(config.model.manifest)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (manifest.image.height, manifest.image.width, 3), dtype=np.uint8)
@@ -52,6 +54,12 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
             "predict_batch_ms": median_ms(partial(model.predict, latents, actions), repeats),
             "plan_ms": median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
         }
+    undistort_ms = None
+    if config.calibration.camera is not None:
+        # Per camera frame, before preprocessing; the same on every backend.
+        undistort = Undistorter.from_file(config.calibration.camera)
+        camera_frame = rng.integers(0, 256, (undistort.size[1], undistort.size[0], 3), dtype=np.uint8)
+        undistort_ms = median_ms(partial(undistort, camera_frame), repeats)
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
         "samples": n,
@@ -60,6 +68,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         "threads": config.model.threads,
         "repeats": repeats,
         "backends": results,
+        "undistort_ms": undistort_ms,
     }
 
 

@@ -135,6 +135,8 @@ def bench_model(
     for name, row in result["backends"].items():
         table.add_row(name, *(f"{value:.3f}" for value in row.values()))
     Console().print(table)
+    if result["undistort_ms"] is not None:
+        typer.echo(f"undistort (calibration.camera, per frame): {result['undistort_ms']:.3f} ms")
 
 
 @bench_app.command("planner")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from calibration.camera_file import write_ros
+from calibration.synthetic import example_camera
 from runtime.bench import bench_model, bench_planner, sweep_planner
 from runtime.cli import app
 from runtime.config import load_config
@@ -14,10 +17,14 @@ from runtime.config import load_config
 pytest.importorskip("mujoco")
 
 
-def test_bench_model_times_every_stage_on_each_backend() -> None:
+def test_bench_model_times_every_stage_on_each_backend(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    config = load_config("configs/demo.yaml", ["planner.samples=64", "planner.iterations=2"])
+    camera = tmp_path / "camera.yaml"
+    write_ros(example_camera("pinhole", (640, 480)), camera)
+    config = load_config("configs/demo.yaml", ["planner.samples=64", "planner.iterations=2",
+                                               f"calibration.camera={camera}"])
     result = bench_model(config, ["onnxruntime", "torch"], repeats=10)
+    assert result["undistort_ms"] > 0
     assert set(result["backends"]) == {"onnxruntime", "torch"}
     assert (result["samples"], result["horizon"], result["iterations"]) == (64, 5, 2)
     for row in result["backends"].values():
@@ -25,6 +32,11 @@ def test_bench_model_times_every_stage_on_each_backend() -> None:
         assert all(value > 0 for value in row.values())
         # A plan is horizon x iterations predictor calls, so it cannot be quicker than one of them.
         assert row["plan_ms"] > row["predict_batch_ms"]
+
+
+def test_bench_model_without_a_camera_calibration_reports_no_undistortion() -> None:
+    config = load_config("configs/demo.yaml", ["planner.samples=16", "planner.iterations=1"])
+    assert bench_model(config, ["onnxruntime"], repeats=10)["undistort_ms"] is None
 
 
 def test_planners_and_pytorch_mppi_drive_the_arm_to_the_same_goals() -> None:
