@@ -20,8 +20,8 @@ _DOT = (190, 120, 40)  # BGR
 _BEST = (40, 160, 40)
 _FAIL = (50, 50, 210)
 _BASE = (0, 140, 255)
-_WIDTH, _HEIGHT = 760, 440
-_LEFT, _RIGHT, _TOP, _BOTTOM = 80, 30, 50, 60
+_WIDTH, _HEIGHT = 760, 460
+_LEFT, _RIGHT, _TOP, _BOTTOM = 80, 30, 50, 80
 
 
 def _text(canvas: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.42,
@@ -65,7 +65,7 @@ class _Axes:
             _text(self.canvas, label, (8, py + 4))
         cv2.rectangle(self.canvas, (_LEFT, _TOP), (_WIDTH - _RIGHT, _HEIGHT - _BOTTOM), _INK, 1)
         _text(self.canvas, title, (_LEFT, 22), 0.55)
-        _text(self.canvas, x_label, (_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2 - 40, _HEIGHT - 18), 0.45)
+        _text(self.canvas, x_label, (_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2 - 40, _HEIGHT - _BOTTOM + 42), 0.45)
         _text(self.canvas, y_label, (8, _TOP - 10), 0.45)
 
     @staticmethod
@@ -81,11 +81,12 @@ class _Axes:
         return round(_LEFT + (x - x0) / (x1 - x0) * width), round(_HEIGHT - _BOTTOM - (y - y0) / (y1 - y0) * height)
 
     def legend(self, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
-        x = _WIDTH - _RIGHT - 150
-        for row, (label, color) in enumerate(entries):
-            y = _TOP + 16 + 16 * row
+        """One row under the x axis, clear of the data."""
+        x, y = _LEFT, _HEIGHT - 10
+        for label, color in entries:
             cv2.circle(self.canvas, (x, y - 4), 4, color, -1, cv2.LINE_AA)
             _text(self.canvas, label, (x + 10, y), 0.4)
+            x += 30 + 8 * len(label)
 
 
 def plot_history(numbers: list[int], values: list[float | None], base: int | None, maximize: bool,
