@@ -60,7 +60,8 @@ def tune(
         outcome = run_study(spec, runner, trials=spec.budget.trials if trials is None else trials,
                             timeout_s=timeout_s if timeout_s is not None else spec.budget.timeout_s,
                             concurrency=in_flight, console=console)
-    except SpecError as exc:
+    except SpecError as exc:  # the stored study does not fit this spec: nothing ran
+        runner.close()
         raise fail(str(exc)) from exc
     report = write_report(outcome.study, spec, outcome.out_dir)
     if outcome.interrupted:

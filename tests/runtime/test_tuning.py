@@ -209,6 +209,28 @@ def test_crashed_and_timed_out_trials_are_recorded_as_failed_and_the_study_goes_
     assert time.monotonic() - started < 30  # killed at the timeout, not left to drive to its goal
 
 
+def test_multi_objective_study_keeps_a_pareto_front_and_refuses_another_objective_on_resume(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, evaluation=open_loop(), objective={"metrics": ["action_error", "plan_ms"]},
+                      budget={"trials": 3})
+    result = tune("--config", str(path))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "study" / "results.json").read_text())
+    study = load(tmp_path)
+    assert summary["directions"] == ["minimize", "minimize"]
+    assert sorted(summary["pareto"]) == sorted(t.number for t in study.best_trials)
+    best = summary["best"]["values"]
+    # best.yaml is the Pareto trial with the lowest action error.
+    assert best[0] == min(t.values[0] for t in study.best_trials)
+    assert load_config(tmp_path / "out" / "study" / "best.yaml").planner.samples == summary["best"]["params"][
+        "planner.samples"]
+
+    changed = write_spec(tmp_path, evaluation=open_loop(), objective={"weights": {"action_error": 1.0}})
+    result = tune("--config", str(changed), "--trials", "4")
+    assert result.exit_code == 2
+    assert "was run with objective" in result.output and "--study-name" in result.output
+    assert len(load(tmp_path).trials) == 3
+
+
 # -- Ray -------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
