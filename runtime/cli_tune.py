@@ -56,14 +56,18 @@ def tune(
     console.print(f"study {spec.study_name}: {spec.evaluation.mode}, {len(spec.search)} key(s), "
                   f"{in_flight} trial(s) at once{' on Ray ' + ray if ray else ''}; storage "
                   f"{study_dir(spec) / 'study.db'}", highlight=False)
+    budget_s = timeout_s if timeout_s is not None else spec.budget.timeout_s
     try:
         outcome = run_study(spec, runner, trials=spec.budget.trials if trials is None else trials,
-                            timeout_s=timeout_s if timeout_s is not None else spec.budget.timeout_s,
+                            timeout_s=budget_s,
                             concurrency=in_flight, console=console)
     except SpecError as exc:  # the stored study does not fit this spec: nothing ran
         runner.close()
         raise fail(str(exc)) from exc
     report = write_report(outcome.study, spec, outcome.out_dir)
+    console.print(f"{outcome.ran} trial(s) ran in this run" + (
+        f"; no new trial started after {budget_s:g} s (time budget)"
+        if outcome.stopped_by_time else ""), highlight=False)
     if outcome.interrupted:
         console.print("interrupted: finished trials are kept; run the same command again to carry on")
     if report.best is None:

@@ -74,17 +74,13 @@ def write_report(study: optuna.Study, spec: TuneSpec, out: Path) -> Report:
         "pareto": [t.number for t in study.best_trials] if best is not None and len(study.directions) > 1 else None,
         "trials": table,
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
     files.append(out / "results.json")
     files += _plots(study, spec, table, best, out / "plots")
     if best is None:
         return Report(None, None, "", files)
     best_yaml, diff = _write_best(spec, best, out)
     return Report(best, best_yaml, diff, [best_yaml, out / "best.diff", *files])
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value)
 
 
 def _write_csv(table: list[dict[str, Any]], path: Path) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from runtime.config import ConfigError, load_config
 from runtime.tuning.objective import objective_values
 from runtime.tuning.spec import OPTIMIZER_SECTIONS, Param, SpecError, TuneSpec, trial_overrides
-from runtime.tuning.trial import TrialRunner
+from runtime.tuning.trial import TrialRunner, failed
 
 INTERRUPTED = "interrupted"
 
@@ -33,7 +33,6 @@ class StudyOutcome:
     ran: int  # trials finished in this run
     interrupted: bool
     stopped_by_time: bool
-    log: list[str] = field(default_factory=list)
 
 
 def study_dir(spec: TuneSpec) -> Path:
@@ -168,7 +167,7 @@ def run_study(spec: TuneSpec, runner: TrialRunner, *, trials: int, timeout_s: fl
                     trial = study.ask()
                     request = _request(spec, trial, suggest(trial, spec, base), out)
                     if isinstance(request, str):  # a combination the config refuses: failed, nothing started
-                        _finish(spec, study, trial, _invalid(request), outcome, progress.console)
+                        _finish(spec, study, trial, failed(request), outcome, progress.console)
                         done += 1
                         progress.update(bar, completed=min(done, trials), best=_best_text(study))
                         continue
@@ -208,12 +207,6 @@ def _request(spec: TuneSpec, trial: Trial, params: dict[str, Any], out: Path) ->
     }
 
 
-def _invalid(reason: str) -> dict[str, Any]:
-    now = time.time()
-    return {"state": "failed", "reason": reason, "metrics": {}, "details": {}, "started_at": now,
-            "finished_at": now, "host": ""}
-
-
 def _finish(spec: TuneSpec, study: optuna.Study, trial: Trial, result: dict[str, Any], outcome: StudyOutcome,
             console: Console) -> None:
     for key in ("metrics", "details", "started_at", "finished_at", "host"):
@@ -234,7 +227,6 @@ def _finish(spec: TuneSpec, study: optuna.Study, trial: Trial, result: dict[str,
         shown = " ".join(f"{name} {value:.4g}" for name, value in result["metrics"].items())
         line = f"trial {trial.number:3d} value {' '.join(f'{v:.4g}' for v in values)}  {shown}"
     outcome.ran += 1
-    outcome.log.append(line)
     console.print(line + ("  (base config)" if trial.user_attrs.get("base") else ""), highlight=False)
 
 

@@ -139,6 +139,9 @@ def test_a_second_run_resumes_the_study_to_its_total_budget(tmp_path: Path) -> N
     assert tune("--config", str(path), "--trials", "2").exit_code == 0
     before = [(t.number, t.params, t.value) for t in load(tmp_path).trials]
     assert len(before) == 2
+    result = tune("--config", str(path), "--trials", "4", "--timeout-s", "0")  # the time budget is spent at once
+    assert result.exit_code == 0 and "0 trial(s) ran" in result.output and "no new trial started" in result.output
+    assert len(load(tmp_path).trials) == 2
 
     result = tune("--config", str(path), "--trials", "4")
     assert result.exit_code == 0, result.output
