@@ -11,19 +11,21 @@ import numpy as np
 from calibration.intrinsics import ViewError
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_INK = (40, 40, 40)
+INK = (40, 40, 40)  # BGR, shared by every plot drawn with these helpers
 _GRID = (215, 215, 215)
 _BAR = (190, 120, 40)  # BGR
 _BAD = (50, 50, 210)
 _MARK = (40, 160, 40)
 
 
-def _text(canvas: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.45,
-          color: tuple[int, int, int] = _INK, thickness: int = 1) -> None:
+def draw_text(canvas: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.45,
+              color: tuple[int, int, int] = INK, thickness: int = 1) -> None:
+    """Anti-aliased label with its baseline starting at `at` (x, y in pixels)."""
     cv2.putText(canvas, text, at, _FONT, scale, color, thickness, cv2.LINE_AA)
 
 
-def _write(path: Path, canvas: np.ndarray) -> Path:
+def write_png(path: Path, canvas: np.ndarray) -> Path:
+    """Write a plot, creating its folder; OSError naming the file if OpenCV cannot."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"{path}: cannot write the plot")
@@ -40,19 +42,19 @@ def plot_view_errors(views: Sequence[ViewError], rms_px: float, path: Path) -> P
     for i in range(int(largest / step) + 1):
         x = x0 + round(i * step / largest * bar_w)
         cv2.line(canvas, (x, top - 5), (x, top + row_h * len(views)), _GRID, 1)
-        _text(canvas, f"{i * step:.2g}", (x - 8, top + row_h * len(views) + 18), 0.4)
+        draw_text(canvas, f"{i * step:.2g}", (x - 8, top + row_h * len(views) + 18), 0.4)
     for row, view in enumerate(views):
         y = top + row * row_h
         name = view.name if len(view.name) <= 28 else "..." + view.name[-25:]
-        _text(canvas, name, (8, y + 14), 0.4)
+        draw_text(canvas, name, (8, y + 14), 0.4)
         color = _BAD if view.rms_px > 3 * rms_px else _BAR
         cv2.rectangle(canvas, (x0, y + 3), (x0 + max(1, round(view.rms_px / largest * bar_w)), y + row_h - 3),
                       color, -1)
     x = x0 + round(rms_px / largest * bar_w)
     cv2.line(canvas, (x, top - 8), (x, top + row_h * len(views)), _MARK, 2)
-    _text(canvas, f"reprojection error per view (px); overall RMS {rms_px:.3f} px", (8, 22), 0.5, thickness=1)
-    _text(canvas, "px", (x0 + bar_w + 10, top + row_h * len(views) + 18), 0.4)
-    return _write(path, canvas)
+    draw_text(canvas, f"reprojection error per view (px); overall RMS {rms_px:.3f} px", (8, 22), 0.5, thickness=1)
+    draw_text(canvas, "px", (x0 + bar_w + 10, top + row_h * len(views) + 18), 0.4)
+    return write_png(path, canvas)
 
 
 def _nice_step(raw: float) -> float:
@@ -82,9 +84,9 @@ def plot_coverage(corners: Sequence[np.ndarray], size: tuple[int, int], coverage
         cv2.circle(heat, (round(x), round(y)), 1, (0, 0, 0), -1)
     canvas = np.full((out_h + 34, out_w, 3), 255, np.uint8)
     canvas[34:] = heat
-    _text(canvas, f"detected corners: {len(points)} in {len(corners)} views; image area covered {coverage:.0%}",
+    draw_text(canvas, f"detected corners: {len(points)} in {len(corners)} views; image area covered {coverage:.0%}",
           (8, 22), 0.5)
-    return _write(path, canvas)
+    return write_png(path, canvas)
 
 
 def plot_undistorted(original: np.ndarray, undistorted: np.ndarray, path: Path) -> Path:
@@ -101,7 +103,7 @@ def plot_undistorted(original: np.ndarray, undistorted: np.ndarray, path: Path) 
         for y in np.linspace(0, size[1] - 1, 7)[1:-1]:
             cv2.line(panel, (0, round(y)), (size[0] - 1, round(y)), (0, 200, 255), 1)
         header = np.full((30, size[0], 3), 255, np.uint8)
-        _text(header, title, (8, 20), 0.55)
+        draw_text(header, title, (8, 20), 0.55)
         panels.append(np.vstack([header, panel]))
     gap = np.full((panels[0].shape[0], 10, 3), 255, np.uint8)
-    return _write(path, np.hstack([panels[0], gap, panels[1]]))
+    return write_png(path, np.hstack([panels[0], gap, panels[1]]))

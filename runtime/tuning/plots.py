@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_INK = (40, 40, 40)
+from calibration.plots import INK, draw_text, write_png
+
 _GRID = (220, 220, 220)
 _DOT = (190, 120, 40)  # BGR
 _BEST = (40, 160, 40)
@@ -22,18 +22,6 @@ _FAIL = (50, 50, 210)
 _BASE = (0, 140, 255)
 _WIDTH, _HEIGHT = 760, 460
 _LEFT, _RIGHT, _TOP, _BOTTOM = 80, 30, 50, 80
-
-
-def _text(canvas: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.42,
-          color: tuple[int, int, int] = _INK) -> None:
-    cv2.putText(canvas, text, at, _FONT, scale, color, 1, cv2.LINE_AA)
-
-
-def _write(path: Path, canvas: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), canvas):
-        raise OSError(f"{path}: cannot write the plot")
-    return path
 
 
 def _ticks(low: float, high: float, integer: bool = False, count: int = 5) -> list[tuple[float, str]]:
@@ -58,15 +46,15 @@ class _Axes:
         for x, label in _ticks(*self.x_range, integer=integer_x):
             px = self.px(x, self.y_range[0])[0]
             cv2.line(self.canvas, (px, _TOP), (px, _HEIGHT - _BOTTOM), _GRID, 1)
-            _text(self.canvas, label, (px - 12, _HEIGHT - _BOTTOM + 18))
+            draw_text(self.canvas, label, (px - 12, _HEIGHT - _BOTTOM + 18))
         for y, label in _ticks(*self.y_range):
             py = self.px(self.x_range[0], y)[1]
             cv2.line(self.canvas, (_LEFT, py), (_WIDTH - _RIGHT, py), _GRID, 1)
-            _text(self.canvas, label, (8, py + 4))
-        cv2.rectangle(self.canvas, (_LEFT, _TOP), (_WIDTH - _RIGHT, _HEIGHT - _BOTTOM), _INK, 1)
-        _text(self.canvas, title, (_LEFT, 22), 0.55)
-        _text(self.canvas, x_label, (_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2 - 40, _HEIGHT - _BOTTOM + 42), 0.45)
-        _text(self.canvas, y_label, (8, _TOP - 10), 0.45)
+            draw_text(self.canvas, label, (8, py + 4))
+        cv2.rectangle(self.canvas, (_LEFT, _TOP), (_WIDTH - _RIGHT, _HEIGHT - _BOTTOM), INK, 1)
+        draw_text(self.canvas, title, (_LEFT, 22), 0.55)
+        draw_text(self.canvas, x_label, (_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2 - 40, _HEIGHT - _BOTTOM + 42), 0.45)
+        draw_text(self.canvas, y_label, (8, _TOP - 10), 0.45)
 
     @staticmethod
     def _padded(values: Sequence[float]) -> tuple[float, float]:
@@ -85,7 +73,7 @@ class _Axes:
         x, y = _LEFT, _HEIGHT - 10
         for label, color in entries:
             cv2.circle(self.canvas, (x, y - 4), 4, color, -1, cv2.LINE_AA)
-            _text(self.canvas, label, (x + 10, y), 0.4)
+            draw_text(self.canvas, label, (x + 10, y), 0.4)
             x += 30 + 8 * len(label)
 
 
@@ -112,22 +100,22 @@ def plot_history(numbers: list[int], values: list[float | None], base: int | Non
             x = axes.px(number, axes.y_range[0])[0]
             cv2.drawMarker(axes.canvas, (x, _HEIGHT - _BOTTOM - 8), _FAIL, cv2.MARKER_TILTED_CROSS, 10, 2)
     axes.legend([("trial", _DOT), ("base config", _BASE), ("best so far", _BEST), ("failed", _FAIL)])
-    return _write(path, axes.canvas)
+    return write_png(path, axes.canvas)
 
 
 def plot_importances(importances: dict[str, float], note: str, path: Path) -> Path:
     """Horizontal bars, most important first; `note` says why there are none when the study is too small."""
     label_w, bar_w, row_h, top = 300, 400, 24, 50
     canvas = np.full((top + row_h * max(len(importances), 1) + 30, label_w + bar_w + 70, 3), 255, np.uint8)
-    _text(canvas, "parameter importances (Optuna's default evaluator, normalized to sum to 1)", (8, 28), 0.5)
+    draw_text(canvas, "parameter importances (Optuna's default evaluator, normalized to sum to 1)", (8, 28), 0.5)
     if not importances:
-        _text(canvas, note, (8, top + 16), 0.45, _FAIL)
+        draw_text(canvas, note, (8, top + 16), 0.45, _FAIL)
     for row, (name, share) in enumerate(sorted(importances.items(), key=lambda item: -item[1])):
         y = top + row * row_h
-        _text(canvas, name, (8, y + 16), 0.42)
+        draw_text(canvas, name, (8, y + 16), 0.42)
         cv2.rectangle(canvas, (label_w, y + 4), (label_w + max(1, round(share * bar_w)), y + row_h - 4), _DOT, -1)
-        _text(canvas, f"{share:.2f}", (label_w + round(share * bar_w) + 6, y + 16), 0.4)
-    return _write(path, canvas)
+        draw_text(canvas, f"{share:.2f}", (label_w + round(share * bar_w) + 6, y + 16), 0.4)
+    return write_png(path, canvas)
 
 
 def plot_tradeoff(points: list[tuple[float, float, int]], best: int | None, base: int | None, x_label: str,
@@ -138,6 +126,6 @@ def plot_tradeoff(points: list[tuple[float, float, int]], best: int | None, base
     for x, y, number in points:
         color = _BEST if number == best else _BASE if number == base else _DOT
         cv2.circle(axes.canvas, axes.px(x, y), 7 if number in (best, base) else 5, color, -1, cv2.LINE_AA)
-        _text(axes.canvas, str(number), (axes.px(x, y)[0] + 7, axes.px(x, y)[1] - 5), 0.35)
+        draw_text(axes.canvas, str(number), (axes.px(x, y)[0] + 7, axes.px(x, y)[1] - 5), 0.35)
     axes.legend([("trial", _DOT), ("base config", _BASE), ("best", _BEST)])
-    return _write(path, axes.canvas)
+    return write_png(path, axes.canvas)
