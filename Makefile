@@ -9,13 +9,14 @@ export PYOPENGL_PLATFORM ?= egl
 
 .PHONY: setup sysdeps demo test lint model int8 clean
 
-# System packages: Mesa EGL for MuJoCo's offscreen rendering; gcc with the libzmq and msgpack-c headers for
-# the C example controller (docs/examples/controller.c) that the tests build. As root we install what is
-# missing, otherwise we say what to install.
+# System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
+# the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
+# build. As root we install what is missing, otherwise we say what to install.
 sysdeps:
 	@missing=""; \
 	if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then \
 	  missing="$$missing libegl1 libegl-mesa0 libgl1-mesa-dri"; fi; \
+	ldconfig -p | grep -q 'libOpenGL.so.0' || missing="$$missing libopengl0"; \
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	[ -f /usr/include/zmq.h ] || missing="$$missing libzmq3-dev"; \
 	[ -f /usr/include/msgpack.h ] || missing="$$missing libmsgpack-dev"; \
