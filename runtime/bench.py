@@ -83,7 +83,7 @@ class Policy(Protocol):
 
 
 class EdgeloopPolicy:
-    """Our planner on our engine (ONNX Runtime)."""
+    """Our planner on our engine (the config's backend)."""
 
     def __init__(self, name: str, planner: Planner) -> None:
         self.name = name
@@ -98,12 +98,16 @@ class EdgeloopPolicy:
 
 
 class PytorchMppiPolicy:
-    """pytorch-mppi's MPPI on the same trained predictor, run by torch, with the same cost."""
+    """pytorch-mppi's MPPI on the same trained predictor, run by torch, with the same cost.
+
+    On `device` "cuda" when ours runs TensorRT (GPU against GPU), else on the CPU with our thread count.
+    """
 
     name = "pytorch_mppi"
 
     def __init__(self, weights: Path, settings: PlannerSettings, visual_dim: int, latent_dim: int,
-                 action_low: np.ndarray, action_high: np.ndarray, noise_std: float, temperature: float) -> None:
+                 action_low: np.ndarray, action_high: np.ndarray, noise_std: float, temperature: float, *,
+                 device: str = "cpu", threads: int = 1) -> None:
         import torch
         try:
             from pytorch_mppi import MPPI
@@ -113,11 +117,11 @@ class PytorchMppiPolicy:
 
         from perception.nets import load_reference
 
-        torch.set_num_threads(1)
-        self._torch = torch
+        torch.set_num_threads(threads)
+        self._torch, self.device = torch, device
         _config, _encoder, predictor = load_reference(weights)
-        predictor.eval()
-        self._goal = torch.zeros(visual_dim)
+        predictor.eval().to(device)
+        self._goal = torch.zeros(visual_dim, device=device)
         half_range = torch.from_numpy((action_high - action_low) / 2)
         distance = settings.cost.goal.distance
 
@@ -129,20 +133,22 @@ class PytorchMppiPolicy:
             return diff.abs().sum(dim=1) if "l1" in str(distance) else diff.norm(dim=1)
 
         self._make = lambda: MPPI(
-            dynamics, running_cost, latent_dim, torch.diag((half_range * noise_std) ** 2).float(),
+            dynamics, running_cost, latent_dim, torch.diag((half_range * noise_std) ** 2).float().to(device),
             num_samples=settings.samples, horizon=settings.horizon, lambda_=temperature,
-            u_min=torch.from_numpy(action_low).float(), u_max=torch.from_numpy(action_high).float(), device="cpu",
+            u_min=torch.from_numpy(action_low).float().to(device),
+            u_max=torch.from_numpy(action_high).float().to(device), device=device,
         )
         self._controller = self._make()
 
     def set_goal(self, visual_latent: np.ndarray) -> None:
-        self._goal = self._torch.from_numpy(np.asarray(visual_latent, dtype=np.float32))
+        self._goal = self._torch.from_numpy(np.asarray(visual_latent, dtype=np.float32)).to(self.device)
         self._controller = self._make()
 
     def act(self, latent: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            action = self._controller.command(self._torch.from_numpy(np.asarray(latent, dtype=np.float32)))
-        return np.asarray(action.numpy(), dtype=np.float64)
+            state = self._torch.from_numpy(np.asarray(latent, dtype=np.float32)).to(self.device)
+            action = self._controller.command(state)
+        return np.asarray(action.cpu().numpy(), dtype=np.float64)
 
 
 def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
@@ -220,12 +226,14 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
                 raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
             policy = PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
                                        manifest.latent_dim, model.action_low, model.action_high,
-                                       noise_std=mppi_noise_std, temperature=mppi_temperature)
+                                       noise_std=mppi_noise_std, temperature=mppi_temperature,
+                                       device="cuda" if model.backend == "tensorrt" else "cpu",
+                                       threads=config.model.threads)
         else:
             settings = config.planner.model_copy(update={"optimizer": name})
             policy = EdgeloopPolicy(name, planner_for(settings, model))
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
-        results[name]["engine"] = "torch" if name == "pytorch_mppi" else model.backend
+        results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend
         # pytorch-mppi refines once per command; ours run the config's iterations.
         results[name]["iterations"] = 1 if name == "pytorch_mppi" else config.planner.iterations
     if "pytorch_mppi" in results:

@@ -44,7 +44,7 @@ def test_planners_and_pytorch_mppi_drive_the_arm_to_the_same_goals() -> None:
     config = load_config("configs/demo.yaml")
     result = bench_planner(config, 3, ["cem", "pytorch_mppi"])
     ours, theirs = result["planners"]["cem"], result["planners"]["pytorch_mppi"]
-    assert (ours["engine"], theirs["engine"]) == ("onnxruntime", "torch")
+    assert (ours["engine"], theirs["engine"]) == ("onnxruntime", "torch (cpu)")
     assert (ours["iterations"], theirs["iterations"]) == (config.planner.iterations, 1)
     assert len(ours["goals"]) == len(theirs["goals"]) == 3
     # The shipped model and default CEM reach every held-out goal (50/50 in docs/benchmarks.md).
