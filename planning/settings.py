@@ -50,8 +50,11 @@ class WeightTerm(_Settings):
 
 class CostSettings(_Settings):
     goal: DistanceTerm = Field(default_factory=DistanceTerm, description="Visual latent against the goal's.")
+    # Last step by default: the goal state is held still, so scoring every step would also penalize the
+    # velocity needed to get there, and the planner would prefer to stay put.
     state_goal: DistanceTerm = Field(
-        default_factory=DistanceTerm, description="Proprio part of the latent against a state goal, when one is set."
+        default_factory=lambda: DistanceTerm(steps="last"),
+        description="Proprio part of the latent against a state goal, when one is set.",
     )
     action_magnitude: WeightTerm = Field(
         default_factory=WeightTerm, description="Sum of squared normalized distances from the hold-still action."

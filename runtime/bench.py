@@ -77,7 +77,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
 class Policy(Protocol):
     name: str
 
-    def set_goal(self, visual_latent: np.ndarray) -> None: ...
+    def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None: ...
 
     def act(self, latent: np.ndarray) -> np.ndarray: ...
 
@@ -89,8 +89,8 @@ class EdgeloopPolicy:
         self.name = name
         self.planner = planner
 
-    def set_goal(self, visual_latent: np.ndarray) -> None:
-        self.planner.set_goal(visual_latent)
+    def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
+        self.planner.set_goal(visual_latent, state_latent)
         self.planner.reset_warm_start()
 
     def act(self, latent: np.ndarray) -> np.ndarray:
@@ -140,7 +140,9 @@ class PytorchMppiPolicy:
         )
         self._controller = self._make()
 
-    def set_goal(self, visual_latent: np.ndarray) -> None:
+    def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
+        if state_latent is not None:
+            raise ValueError("pytorch_mppi: the benchmark's cost for it scores visual goals only")
         self._goal = self._torch.from_numpy(np.asarray(visual_latent, dtype=np.float32)).to(self.device)
         self._controller = self._make()
 
@@ -153,11 +155,12 @@ class PytorchMppiPolicy:
 
 def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
                 control_period_s: float, tolerance_m: float = 0.05, settle_ticks: int = 6,
-                max_ticks: int = 160) -> dict[str, Any]:
+                max_ticks: int = 160, state_goals: bool = False) -> dict[str, Any]:
     """Drive the in-process SimArm to each goal image; each goal starts from the previous goal's pose.
 
     Identical tasks for every policy: same start poses, goals, physics and control period. Only `act`
-    is timed (the plan), not rendering or encoding, which all policies share.
+    is timed (the plan), not rendering or encoding, which all policies share. With `state_goals` each goal
+    also carries its joint state (the goal image's pose, held still) as a state goal.
     """
     import cv2
 
@@ -175,7 +178,8 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
         target = np.asarray(goal["ee"])
         arm.reset(start_q)
         safety.reset()
-        policy.set_goal(model.encode_goal_image(image))
+        goal_state = model.encode_goal_state(np.asarray(goal["q"], dtype=np.float32)) if state_goals else None
+        policy.set_goal(model.encode_goal_image(image), goal_state)
         within = 0
         ticks = 0
         while ticks < max_ticks and within < settle_ticks:

@@ -10,7 +10,17 @@ from typer.testing import CliRunner
 
 from calibration.camera_file import write_ros
 from calibration.synthetic import example_camera
-from runtime.bench import bench_model, bench_planner, sweep_planner
+from perception.manifest import load_manifest
+from planning.world_model import WorldModel
+from runtime.bench import (
+    EdgeloopPolicy,
+    bench_model,
+    bench_planner,
+    closed_loop,
+    load_goal_set,
+    planner_for,
+    sweep_planner,
+)
 from runtime.cli import app
 from runtime.config import load_config
 
@@ -52,6 +62,16 @@ def test_planners_and_pytorch_mppi_drive_the_arm_to_the_same_goals() -> None:
     assert 0.0 <= theirs["success_rate"] <= 1.0
     assert ours["speedup_vs_pytorch_mppi"] == pytest.approx(theirs["ms_per_plan"] / ours["ms_per_plan"])
     assert theirs["speedup_vs_pytorch_mppi"] == pytest.approx(1.0)
+
+
+def test_state_goals_alone_drive_the_arm_with_the_default_cost() -> None:
+    config = load_config("configs/demo.yaml", ["planner.cost.goal.weight=0"])  # the joint state is the only goal
+    model = WorldModel(load_manifest(config.model.manifest))
+    goals, goal_dir = load_goal_set(config.model.manifest, 3)
+    policy = EdgeloopPolicy("cem", planner_for(config.planner, model))
+    result = closed_loop(policy, model, goals, goal_dir, control_period_s=model.manifest.control_period_s,
+                         state_goals=True)
+    assert result["success_rate"] == 1.0, result["goals"]
 
 
 def test_sweep_varies_one_setting_at_a_time() -> None:
