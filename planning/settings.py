@@ -44,17 +44,20 @@ class DistanceTerm(_Settings):
     weight: float = Field(1.0, ge=0, description="Weight of this term in the total cost.")
 
 
+class StateGoalTerm(DistanceTerm):
+    # Last step by default: the goal state is held still, so scoring every step would also penalize the
+    # velocity needed to get there, and the planner would prefer to stay put.
+    steps: Literal["all", "last"] = Field("last", description="Sum over every horizon step, or score the last only.")
+
+
 class WeightTerm(_Settings):
     weight: float = Field(0.0, ge=0, description="Weight of this term in the total cost (0: off).")
 
 
 class CostSettings(_Settings):
     goal: DistanceTerm = Field(default_factory=DistanceTerm, description="Visual latent against the goal's.")
-    # Last step by default: the goal state is held still, so scoring every step would also penalize the
-    # velocity needed to get there, and the planner would prefer to stay put.
-    state_goal: DistanceTerm = Field(
-        default_factory=lambda: DistanceTerm(steps="last"),
-        description="Proprio part of the latent against a state goal, when one is set.",
+    state_goal: StateGoalTerm = Field(
+        default_factory=StateGoalTerm, description="Proprio part of the latent against a state goal, when one is set."
     )
     action_magnitude: WeightTerm = Field(
         default_factory=WeightTerm, description="Sum of squared normalized distances from the hold-still action."

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 
-from perception.engines import create_engine
+from perception.engines import Backend, create_engine
 from perception.manifest import Manifest
 from perception.preprocess import Preprocessor
 
@@ -21,12 +20,13 @@ PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_l
 class WorldModel:
     """Encoder + action-conditioned predictor from one manifest, on one backend."""
 
-    def __init__(self, manifest: Manifest, backend: Literal["onnxruntime", "torch", "tensorrt", "auto"] = "onnxruntime",
-                 threads: int = 1, undistort: Callable[[np.ndarray], np.ndarray] | None = None, *,
-                 engine_cache: Path | None = None, cuda_graph: bool = False) -> None:
+    def __init__(self, manifest: Manifest, backend: Backend = "onnxruntime", threads: int = 1,
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None, *, engine_cache: Path | None = None,
+                 cuda_graph: bool = False, planner_samples: int | None = None) -> None:
         self.manifest = manifest
         self.encoder, self.predictor = (
-            create_engine(manifest, part, backend, threads, engine_cache=engine_cache, cuda_graph=cuda_graph)
+            create_engine(manifest, part, backend, threads, engine_cache=engine_cache, cuda_graph=cuda_graph,
+                          predictor_samples=planner_samples)
             for part in ("encoder", "predictor"))
         self.backend = self.encoder.backend
         self.preprocess = Preprocessor(manifest.image, undistort=undistort)  # camera calibration, when configured

@@ -18,6 +18,7 @@ from planning.settings import PlannerSettings
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
 from runtime.safety import SafetyFilter
+from runtime.world import load_world_model
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
@@ -41,7 +42,8 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
     n = config.planner.samples
     results: dict[str, Any] = {}
     for backend in backends:
-        model = WorldModel(manifest, backend=backend, threads=config.model.threads)  # type: ignore[arg-type]
+        on_backend = config.model.model_copy(update={"backend": backend})
+        model = load_world_model(config.model_copy(update={"model": on_backend}))
         latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
         actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
         planner = Planner(config.planner, model.predict, manifest.latent_dim, manifest.visual_dim,
@@ -219,8 +221,8 @@ def load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]]
 def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float = 0.5,
                   mppi_temperature: float = 1.0) -> dict[str, Any]:
     """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim."""
-    manifest = load_manifest(config.model.manifest)
-    model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+    model = load_world_model(config)
+    manifest = model.manifest
     goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
     results: dict[str, Any] = {}
     for name in planners:
@@ -261,8 +263,11 @@ def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
 
 def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]) -> list[dict[str, Any]]:
     """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
-    manifest = load_manifest(config.model.manifest)
-    model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads)
+    # TensorRT's predictor profile must hold the largest sample count the sweep tries.
+    largest = max([config.planner.samples, *axes.get("samples", [])])
+    widest = config.planner.model_copy(update={"samples": largest})
+    model = load_world_model(config.model_copy(update={"planner": widest}))
+    manifest = model.manifest
     goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
     rows = []
     for key, values in axes.items():

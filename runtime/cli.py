@@ -58,14 +58,17 @@ def _stop_on_signals(stop: object) -> None:
 def run(config: ConfigOption, set_: SetOption = None) -> None:
     """Run the control loop: source -> encode -> plan -> safety filter -> command."""
     from calibration.undistort import FrameSizeError
+    from perception.engines.cuda_memory import CudaError
     from perception.manifest import ManifestError
+    from perception.trt_build import EngineBuildError
     from runtime.config import ConfigError, load_config
     from runtime.loop import ControlLoop
     from runtime.recording import RecordingError
 
     try:
         loop = ControlLoop(load_config(config, set_ or []), config_file=config, overrides=set_ or [])
-    except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError, EngineBuildError,
+            CudaError) as exc:  # ValueError includes EngineError: a TensorRT backend that cannot run here
         raise fail(str(exc)) from exc
     _stop_on_signals(loop.stop_requested)
     try:

@@ -20,10 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
-from planning.world_model import WorldModel
 from runtime import platform_info, protocol
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
@@ -33,6 +31,7 @@ from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
 from runtime.telemetry import Telemetry, TimingSeries
+from runtime.world import load_world_model
 
 StopCondition = Callable[[protocol.State | None], bool]
 
@@ -59,10 +58,7 @@ class ControlLoop:
         manifest = load_manifest(config.model.manifest)
         self.model_sha256 = manifest_sha256(config.model.manifest)
         self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
-        camera = config.calibration.camera
-        self.world_model = WorldModel(manifest, backend=config.model.backend, threads=config.model.threads,
-                                      undistort=Undistorter.from_file(camera) if camera is not None else None,
-                                      engine_cache=config.model.engine_cache, cuda_graph=config.model.cuda_graph)
+        self.world_model = load_world_model(config, undistort=True)
         # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
                                self.world_model.action_low, self.world_model.action_high, config.loop.period_s)

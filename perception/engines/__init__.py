@@ -17,14 +17,17 @@ __all__ = ["BACKENDS", "Backend", "Engine", "EngineError", "create_engine"]
 
 
 def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], backend: Backend = "onnxruntime",
-                  threads: int = 1, *, engine_cache: Path | None = None, cuda_graph: bool = False) -> Engine:
+                  threads: int = 1, *, engine_cache: Path | None = None, cuda_graph: bool = False,
+                  predictor_samples: int | None = None) -> Engine:
     """An engine for the manifest's encoder or predictor on `backend` with `threads` intra-op threads.
 
-    TensorRT engines come from `engine_cache` (default: $EDGELOOP_ENGINE_CACHE, else ~/.cache/edgeloop/engines)
-    and, with `cuda_graph`, replay each batch size's enqueue from a CUDA graph (docs/tensorrt.md).
+    TensorRT engines come from `engine_cache` (default: $EDGELOOP_ENGINE_CACHE, else ~/.cache/edgeloop/engines),
+    with `cuda_graph` replay their enqueue from a CUDA graph, and the predictor's batch profile is built for
+    `predictor_samples` (the planner's samples; default: the newest cached build's) (docs/tensorrt.md).
 
-    `auto` is TensorRT when tensorrt and a CUDA binding import and a GPU is visible, else ONNX Runtime; the
-    engine's `backend` says which was chosen, and a fallback is logged once with its reason.
+    `auto` is TensorRT when tensorrt and a CUDA binding import, a GPU is visible and the engine builds and
+    passes its check, else ONNX Runtime; the engine's `backend` says which was chosen, and a fallback is
+    logged once with its reason.
     """
     if part not in ("encoder", "predictor"):
         raise ValueError(f"unknown model part {part!r}: expected 'encoder' or 'predictor'")
@@ -34,11 +37,19 @@ def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], bac
 
         missing = tensorrt_unavailable()
         if missing is None:
-            from perception.trt_build import EngineCache, open_engine
+            from perception.engines.cuda_memory import CudaError
+            from perception.engines.tensorrt import EngineLoadError
+            from perception.trt_build import EngineBuildError, EngineCache, open_engine, predictor_batch
 
             cache = EngineCache(engine_cache) if engine_cache is not None else EngineCache.default()
-            engine, _entry = open_engine(manifest, part, cache, cuda_graph=cuda_graph)
-            return engine
+            batch = predictor_batch(predictor_samples) if part == "predictor" and predictor_samples else None
+            try:
+                engine, _entry = open_engine(manifest, part, cache, batch=batch, cuda_graph=cuda_graph)
+                return engine
+            except (EngineBuildError, EngineLoadError, CudaError) as exc:
+                if backend == "tensorrt":
+                    raise
+                missing = f"the {part} engine failed: {exc}"
         if backend == "tensorrt":
             raise EngineError(f"backend 'tensorrt' cannot run here: {missing} (use backend 'auto' to fall back to "
                               "onnxruntime; on a GPU machine see docs/tensorrt.md)")

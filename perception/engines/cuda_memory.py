@@ -187,8 +187,9 @@ class _CudaPythonMemory(CudaMemory):
         dtype = np.dtype(dtype)
         address = _call(self._cudart, "cudaMallocHost", count * dtype.itemsize)
         self._pinned.append(address)
-        pointer = ctypes.cast(int(address), ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
-        return np.ctypeslib.as_array(pointer, (count,))
+        # Through bytes, not a typed ctypes pointer: ctypes has no float16.
+        raw = (ctypes.c_byte * (count * dtype.itemsize)).from_address(int(address))
+        return np.frombuffer(memoryview(raw), dtype=dtype, count=count)
 
     def device(self, nbytes: int) -> int:
         address = int(_call(self._cudart, "cudaMalloc", nbytes))

@@ -101,7 +101,7 @@ class _Session:
         self._device: dict[str, int] = {}
         self._batch = -1
         self._output_shapes: dict[str, tuple[int, ...]] = {}
-        self._graphs: dict[int, object] = {}
+        self._graphs: dict[int, object] = {}  # per batch; only the current batch's is ever kept
 
     def open(self, engine_bytes: bytes) -> dict[str, tuple[int, int]]:
         import tensorrt as trt
@@ -125,7 +125,10 @@ class _Session:
         for name in inputs:
             low, _opt, high = engine.get_tensor_profile_shape(name, 0)
             limits[name] = (int(low[0]), int(high[0]))
-            context.set_input_shape(name, high)  # largest shapes, so every output's largest shape is known
+            # Largest shapes, so every output's largest shape is known.
+            if not context.set_input_shape(name, high):
+                raise EngineLoadError(f"{self._name}: TensorRT refused the profile's largest shape {tuple(high)} "
+                                      f"for input '{name}'")
         for name in names:
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             count = math.prod(context.get_tensor_shape(name))
@@ -154,6 +157,8 @@ class _Session:
                                       f"'{spec.name}' is outside the engine's profile")
             self._output_shapes = {spec.name: tuple(context.get_tensor_shape(spec.name)) for spec in self._spec.outputs}
             self._batch = batch
+            # A graph holds the shapes it was captured with; after a shape change it must be captured anew.
+            self._graphs.clear()
         for spec in self._spec.inputs:
             array = feeds[spec.name]
             staged = self._host[spec.name][:array.size].reshape(array.shape)
@@ -190,6 +195,7 @@ class _Session:
         return graph
 
     def close(self) -> None:
+        self._graphs.clear()  # graph executables go before the memory and context they refer to
         while self._trt:  # execution context, then engine, then runtime, while the context is still current
             self._trt.pop()
         if self._memory is not None:

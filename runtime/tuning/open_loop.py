@@ -18,17 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from perception.manifest import load_manifest
-from planning.world_model import WorldModel
 from runtime.bench import planner_for
 from runtime.config import RunConfig
 from runtime.recording import read_episode
+from runtime.world import load_world_model
 
 
 def score_recordings(config: RunConfig, recordings: list[Path], *, goal_frame: int = -1,
                      stride: int = 10) -> dict[str, Any]:
-    model = WorldModel(load_manifest(config.model.manifest), backend=config.model.backend,
-                       threads=config.model.threads)
+    model = load_world_model(config)
     planner = planner_for(config.planner, model)
     half_range = (model.action_high - model.action_low) / 2.0
     errors: list[float] = []
