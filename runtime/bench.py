@@ -219,7 +219,7 @@ def load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]]
 
 
 def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float = 0.5,
-                  mppi_temperature: float = 1.0) -> dict[str, Any]:
+                  mppi_temperature: float = 1.0, tolerance_m: float = 0.05) -> dict[str, Any]:
     """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim."""
     model = load_world_model(config)
     manifest = model.manifest
@@ -238,7 +238,8 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         else:
             settings = config.planner.model_copy(update={"optimizer": name})
             policy = EdgeloopPolicy(name, planner_for(settings, model))
-        results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
+        results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
+                                    tolerance_m=tolerance_m)
         results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend
         # pytorch-mppi refines once per command; ours run the config's iterations.
         results[name]["iterations"] = 1 if name == "pytorch_mppi" else config.planner.iterations
@@ -252,6 +253,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         "horizon": config.planner.horizon,
         "iterations": config.planner.iterations,
         "goals": goal_count,
+        "tolerance_m": tolerance_m,
         "planners": results,
     }
 
@@ -261,7 +263,8 @@ def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
                    model.manifest.control_period_s)
 
 
-def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]) -> list[dict[str, Any]]:
+def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]], *,
+                  tolerance_m: float = 0.05) -> list[dict[str, Any]]:
     """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
     # TensorRT's predictor profile must hold the largest sample count the sweep tries.
     largest = max([config.planner.samples, *axes.get("samples", [])])
@@ -277,8 +280,9 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
                 update["cem"] = config.planner.cem.model_copy(update={"elites": min(config.planner.cem.elites, value)})
             settings = config.planner.model_copy(update=update)
             policy = EdgeloopPolicy(settings.optimizer, planner_for(settings, model))
-            result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s)
+            result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
+                                 tolerance_m=tolerance_m)
             rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
                          "varied": key, "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
-                         "mean_ticks": result["mean_ticks"]})
+                         "mean_ticks": result["mean_ticks"], "mean_final_distance": result["mean_final_distance"]})
     return rows

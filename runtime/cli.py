@@ -149,6 +149,8 @@ def bench_planner(
     planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, mppi, "
                                                       "predictive_sampling, pytorch_mppi.")] = None,
     sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
+    tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
+    = 0.05,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
@@ -161,10 +163,10 @@ def bench_planner(
         run_config = load_config(config, set_ or [])
         if sweep:
             rows = sweep_planner(run_config, goals_, {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8],
-                                                      "iterations": [1, 2, 3, 5]})
+                                                      "iterations": [1, 2, 3, 5]}, tolerance_m=tolerance_m)
             result: dict[str, object] = {"sweep": rows}
         else:
-            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"])
+            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"], tolerance_m=tolerance_m)
             result = found
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from exc

@@ -84,10 +84,14 @@ def test_sweep_varies_one_setting_at_a_time() -> None:
 
 def test_cli_prints_one_json_object_with_an_entry_per_planner() -> None:
     result = CliRunner().invoke(app, ["bench", "planner", "--goals", "1", "--planner", "predictive_sampling",
-                                      "--json", "--set", "planner.samples=32", "--set", "planner.iterations=1"])
+                                      "--json", "--set", "planner.samples=32", "--set", "planner.iterations=1",
+                                      "--tolerance-m", "5"])
     assert result.exit_code == 0, result.output
-    entry = json.loads(result.stdout)["planners"]["predictive_sampling"]
+    found = json.loads(result.stdout)
+    entry = found["planners"]["predictive_sampling"]
     assert {"ms_per_plan", "success_rate"} <= set(entry)
+    # Every pose of the arm is within 5 m of the goal, so the goal counts as reached after the settle ticks.
+    assert found["tolerance_m"] == 5.0 and entry["success_rate"] == 1.0 and entry["mean_ticks"] == 6
 
 
 def test_cli_refuses_more_goals_than_the_set_has() -> None:
