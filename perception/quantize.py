@@ -5,6 +5,11 @@ channel) and INT8 activations, both symmetric, because TensorRT only accepts zer
 ranges come from real frames (a calibration set from `calibration.frame_sets`): the encoder sees the
 frames and their proprio; the predictor sees the encoder's latents rolled forward under recorded and
 uniformly random in-bounds actions, which is what the planner feeds it.
+
+Q/DQ placement follows NVIDIA's recommendation for TensorRT: only the inputs of the weighted layers (Conv,
+Gemm, MatMul) are quantized, and Gemm/MatMul outputs stay float, so the GELU after a linear layer and the
+predictor's residual sum see unrounded values. Conv outputs keep a Q, because ONNX Runtime's CPU provider
+runs a convolution in INT8 (QLinearConv) only when a Q follows it; TensorRT fuses either form.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from perception.preprocess import Preprocessor
 
 ENCODER_FILE, PREDICTOR_FILE = "encoder.int8.onnx", "predictor.int8.onnx"
 _BATCH = 32  # rows per calibration batch: bounds memory, does not change the ranges
+_WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the layers whose inputs get Q/DQ
+_FLOAT_OUTPUT_OPS = ("Gemm", "MatMul")  # ...and whose outputs stay float
 
 
 class QuantizationError(ValueError):
@@ -58,7 +65,9 @@ def quantize_model(manifest: Manifest, calibration: CalibrationSet, out_dir: str
                 str(prepared), str(target), _Batches(inputs), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                op_types_to_quantize=list(_WEIGHTED_OPS),
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "OpTypesToExcludeOutputQuantization": list(_FLOAT_OUTPUT_OPS)},
             )
             check_zero_points(target)
     return manifest.derive(out, "int8", ENCODER_FILE, PREDICTOR_FILE, calibration_sha256=calibration.sha256)

@@ -57,12 +57,14 @@ if ! "$PY" -c "import tensorrt" 2>/dev/null; then
     "$PY" -m pip install -q --disable-pip-version-check tensorrt || echo "pip install tensorrt failed"
   fi
 fi
+# Both CUDA bindings where they install, so the gpu tests run once through each.
 if ! "$PY" -c "import pycuda.driver" 2>/dev/null; then
-  # pycuda (the project's stated choice) compiles against the CUDA toolkit; cuda-python ships binary wheels.
+  # pycuda (the project's stated choice) compiles against the CUDA toolkit.
   export PATH="$PATH:/usr/local/cuda/bin"
-  "$PY" -m pip install -q --disable-pip-version-check pycuda \
-    || "$PY" -m pip install -q --disable-pip-version-check cuda-python \
-    || echo "neither pycuda nor cuda-python installed"
+  "$PY" -m pip install -q --disable-pip-version-check pycuda || echo "pip install pycuda failed"
+fi
+if ! "$PY" -c "import cuda.bindings.runtime" 2>/dev/null && ! "$PY" -c "from cuda import cudart" 2>/dev/null; then
+  "$PY" -m pip install -q --disable-pip-version-check cuda-python || echo "pip install cuda-python failed"
 fi
 
 section "versions"
@@ -85,16 +87,26 @@ EOF
 
 section "pytest -m gpu"
 status=0
-if "$PY" -c "from perception.engines.tensorrt import tensorrt_unavailable as t; raise SystemExit(t() is not None)"; then
-  # A private engine cache, so the check always builds (and so times) every engine from scratch.
+# Only the files that hold gpu tests: the rest of the suite needs extras (torch, mujoco) a GPU box may lack.
+mapfile -t gpu_tests < <(grep -rl --include='test_*.py' 'pytest.mark.gpu' tests)
+ran=0
+for binding in pycuda cuda-python; do
+  export EDGELOOP_CUDA_BINDING="$binding"
+  if ! "$PY" -c "from perception.engines.tensorrt import tensorrt_unavailable as t; raise SystemExit(t() is not None)"; then
+    echo "-- $binding: skipped, $("$PY" -c "from perception.engines.tensorrt import tensorrt_unavailable as t; print(t())")"
+    continue
+  fi
+  echo "-- through $binding"
+  ran=1
+  # A private engine cache, so every engine is built (and so timed) from scratch.
   EDGELOOP_ENGINE_CACHE="$(mktemp -d)"
   export EDGELOOP_ENGINE_CACHE
-  # Only the files that hold gpu tests: the rest of the suite needs extras (torch, mujoco) a GPU box may lack.
-  mapfile -t gpu_tests < <(grep -rl --include='test_*.py' 'pytest.mark.gpu' tests)
   "$PY" -m pytest -m gpu -v -rs "${gpu_tests[@]}" || status=$?
   rm -rf "$EDGELOOP_ENGINE_CACHE"
-else
-  echo "TensorRT cannot run on this machine (see 'TensorRT backend' above): no gpu test can run"
+done
+unset EDGELOOP_CUDA_BINDING
+if [ "$ran" = 0 ]; then
+  echo "TensorRT cannot run on this machine through either CUDA binding (see above): no gpu test can run"
   status=2
 fi
 

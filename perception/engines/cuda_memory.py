@@ -11,6 +11,7 @@ context to whichever thread imported it first.
 from __future__ import annotations
 
 import ctypes
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 BINDINGS = ("pycuda", "cuda-python")
+BINDING_VARIABLE = "EDGELOOP_CUDA_BINDING"  # pick one binding where both are installed
 
 
 class CudaError(RuntimeError):
@@ -56,17 +58,19 @@ class CudaMemory(ABC):
     def synchronize(self) -> None:
         """Wait until everything queued on the stream has finished."""
 
-    @abstractmethod
+    _graphs: _StreamGraphs  # set by each binding once its stream exists
+
     def begin_capture(self) -> None:
         """Record the work queued on the stream from now on into a CUDA graph instead of running it."""
+        self._graphs.begin_capture()
 
-    @abstractmethod
     def end_capture(self) -> object:
         """Stop recording; returns the instantiated graph for `launch`."""
+        return self._graphs.end_capture()
 
-    @abstractmethod
     def launch(self, graph: object) -> None:
         """Queue a graph from `end_capture` on the stream."""
+        self._graphs.launch(graph)
 
     @abstractmethod
     def close(self) -> None:
@@ -74,17 +78,33 @@ class CudaMemory(ABC):
 
 
 def binding_name() -> str | None:
-    """The binding `open_memory` would use: 'pycuda', 'cuda-python', or None when neither imports."""
-    try:
-        import pycuda.driver  # noqa: F401
-        return "pycuda"
-    except (ImportError, OSError):  # OSError: pycuda installed, libcuda missing
-        pass
-    try:
-        _cudart()
-        return "cuda-python"
-    except (ImportError, OSError):
+    """The binding `open_memory` would use: the one $EDGELOOP_CUDA_BINDING names, else pycuda, else cuda-python;
+    None when that one (or neither) imports, or the variable names no binding."""
+    chosen = os.environ.get(BINDING_VARIABLE, "").strip()
+    for name in (chosen,) if chosen else BINDINGS:
+        try:
+            if name == "pycuda":
+                import pycuda.driver  # noqa: F401
+            elif name == "cuda-python":
+                _cudart()
+            else:
+                return None
+            return name
+        except (ImportError, OSError):  # OSError: the binding is installed, libcuda is not
+            continue
+    return None
+
+
+def missing_binding() -> str | None:
+    """Why no CUDA binding can be used, naming $EDGELOOP_CUDA_BINDING when it is set; None when one can."""
+    if binding_name() is not None:
         return None
+    chosen = os.environ.get(BINDING_VARIABLE, "").strip()
+    if not chosen:
+        return "neither pycuda nor cuda-python imports (device memory needs one)"
+    if chosen not in BINDINGS:
+        return f"{BINDING_VARIABLE}={chosen!r} is not one of {', '.join(BINDINGS)}"
+    return f"{BINDING_VARIABLE}={chosen}, and {chosen} does not import"
 
 
 def gpus() -> list[GpuInfo]:
@@ -114,7 +134,7 @@ def open_memory(device: int = 0) -> CudaMemory:
         return _PyCudaMemory(device)
     if binding == "cuda-python":
         return _CudaPythonMemory(device)
-    raise CudaError("neither pycuda nor cuda-python imports: pip install pycuda (or cuda-python)")
+    raise CudaError(f"{missing_binding()}: pip install pycuda (or cuda-python)")
 
 
 class _PyCudaMemory(CudaMemory):
@@ -131,6 +151,7 @@ class _PyCudaMemory(CudaMemory):
         self.stream_handle = int(self._stream.handle)
         self._device: list[Any] = []
         self._pinned: list[np.ndarray] = []
+        self._graphs = _StreamGraphs(self.stream_handle)
 
     def pinned(self, count: int, dtype: np.dtype[Any]) -> np.ndarray:
         array: np.ndarray = self._cuda.pagelocked_empty(count, dtype)
@@ -151,17 +172,9 @@ class _PyCudaMemory(CudaMemory):
     def synchronize(self) -> None:
         self._stream.synchronize()
 
-    def begin_capture(self) -> None:
-        self._stream.begin_capture()
-
-    def end_capture(self) -> object:
-        return self._stream.end_capture().instantiate()
-
-    def launch(self, graph: object) -> None:
-        graph.launch(self._stream)  # type: ignore[attr-defined]
-
     def close(self) -> None:
         self._stream.synchronize()
+        self._graphs.close()
         for allocation in self._device:
             allocation.free()
         for array in self._pinned:
@@ -181,7 +194,7 @@ class _CudaPythonMemory(CudaMemory):
         self.stream_handle = int(self._stream)
         self._device: list[int] = []
         self._pinned: list[int] = []
-        self._graphs: list[tuple[Any, Any]] = []
+        self._graphs = _StreamGraphs(self.stream_handle)
 
     def pinned(self, count: int, dtype: np.dtype[Any]) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -207,31 +220,81 @@ class _CudaPythonMemory(CudaMemory):
     def synchronize(self) -> None:
         _call(self._cudart, "cudaStreamSynchronize", self._stream)
 
-    def begin_capture(self) -> None:
-        # Thread-local: CUDA calls other threads make meanwhile (another engine's) do not invalidate this capture.
-        mode = self._cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        _call(self._cudart, "cudaStreamBeginCapture", self._stream, mode)
-
-    def end_capture(self) -> object:
-        graph = _call(self._cudart, "cudaStreamEndCapture", self._stream)
-        executable = _call(self._cudart, "cudaGraphInstantiate", graph, 0)
-        self._graphs.append((executable, graph))
-        return executable
-
-    def launch(self, graph: object) -> None:
-        _call(self._cudart, "cudaGraphLaunch", graph, self._stream)
-
     def close(self) -> None:
         self.synchronize()
-        for executable, graph in self._graphs:
-            _call(self._cudart, "cudaGraphExecDestroy", executable)
-            _call(self._cudart, "cudaGraphDestroy", graph)
+        self._graphs.close()
         for address in self._device:
             _call(self._cudart, "cudaFree", address)
         for address in self._pinned:
             _call(self._cudart, "cudaFreeHost", address)
         _call(self._cudart, "cudaStreamDestroy", self._stream)
-        self._graphs, self._device, self._pinned = [], [], []
+        self._device, self._pinned = [], []
+
+
+class _StreamGraphs:
+    """CUDA graphs captured from one stream, through the CUDA driver API (libcuda) for either binding.
+
+    pycuda wraps no stream capture or graph calls at all (checked against pycuda 2026.1's sources), so both
+    bindings capture through the driver library that every CUDA process has loaded; a runtime-API stream
+    handle is a driver-API stream handle.
+    """
+
+    _THREAD_LOCAL = 1  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: other threads' CUDA calls cannot break a capture
+
+    def __init__(self, stream_handle: int) -> None:
+        self._cuda = _driver_library()
+        self._stream = ctypes.c_void_p(stream_handle)
+        self._owned: list[tuple[ctypes.c_void_p, ctypes.c_void_p]] = []  # (executable, graph), freed by close
+
+    def begin_capture(self) -> None:
+        self._check("cuStreamBeginCapture_v2", self._stream, ctypes.c_int(self._THREAD_LOCAL))
+
+    def end_capture(self) -> object:
+        graph, executable = ctypes.c_void_p(), ctypes.c_void_p()
+        self._check("cuStreamEndCapture", self._stream, ctypes.byref(graph))
+        try:
+            self._check("cuGraphInstantiateWithFlags", ctypes.byref(executable), graph, ctypes.c_ulonglong(0))
+        except CudaError:
+            self._check("cuGraphDestroy", graph)
+            raise
+        self._owned.append((executable, graph))
+        return executable
+
+    def launch(self, graph: object) -> None:
+        self._check("cuGraphLaunch", graph, self._stream)
+
+    def close(self) -> None:
+        """Destroy every graph; call after the stream has finished with them."""
+        for executable, graph in self._owned:
+            self._check("cuGraphExecDestroy", executable)
+            self._check("cuGraphDestroy", graph)
+        self._owned = []
+
+    def _check(self, name: str, *args: Any) -> None:
+        result = getattr(self._cuda, name)(*args)
+        if result != 0:  # CUDA_SUCCESS
+            text = ctypes.c_char_p()
+            self._cuda.cuGetErrorName(result, ctypes.byref(text))
+            raise CudaError(f"{name}: {_text(text.value or f'CUresult {result}'.encode())}")
+
+
+def _driver_library() -> Any:
+    """libcuda with the prototypes `_StreamGraphs` calls (every function returns a CUresult)."""
+    library = ctypes.CDLL("libcuda.so.1")
+    pointer, handle_out = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+    prototypes: dict[str, list[Any]] = {
+        "cuStreamBeginCapture_v2": [pointer, ctypes.c_int],
+        "cuStreamEndCapture": [pointer, handle_out],
+        "cuGraphInstantiateWithFlags": [handle_out, pointer, ctypes.c_ulonglong],
+        "cuGraphLaunch": [pointer, pointer],
+        "cuGraphExecDestroy": [pointer],
+        "cuGraphDestroy": [pointer],
+        "cuGetErrorName": [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)],
+    }
+    for name, argtypes in prototypes.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+    return library
 
 
 def _cudart() -> Any:

@@ -35,15 +35,16 @@ class EngineLoadError(EngineError):
 
 def tensorrt_unavailable() -> str | None:
     """Why the TensorRT backend cannot run here (every missing piece), or None when it can."""
-    from perception.engines.cuda_memory import binding_name, gpus
+    from perception.engines.cuda_memory import gpus, missing_binding
 
     missing = []
     try:
         import tensorrt  # noqa: F401
     except (ImportError, OSError) as exc:  # OSError: the wheel is there, libnvinfer is not
         missing.append(f"tensorrt does not import ({exc})")
-    if binding_name() is None:
-        missing.append("neither pycuda nor cuda-python imports (device memory needs one)")
+    binding_problem = missing_binding()
+    if binding_problem is not None:
+        missing.append(binding_problem)
     elif not gpus():
         missing.append("no CUDA GPU is visible")
     return "; ".join(missing) or None

@@ -60,6 +60,33 @@ def test_the_int8_model_agrees_with_fp32_on_a_held_out_goal_image(int8_model: Pa
     assert np.linalg.norm(step8 - step32) / np.linalg.norm(step32) < 0.1
 
 
+def test_q_dq_sits_on_the_inputs_of_weighted_layers_and_linear_outputs_stay_float(int8_model: Path) -> None:
+    manifest = load_manifest(int8_model)
+    for part in (manifest.encoder, manifest.predictor):
+        graph = onnx.load(str(manifest.path_of(part))).graph
+        producer = {output: node.op_type for node in graph.node for output in node.output}
+        consumers: dict[str, list[str]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node.op_type)
+        weighted = [node for node in graph.node if node.op_type in ("Conv", "Gemm", "MatMul")]
+        assert weighted, part.file
+        for node in weighted:
+            # Activations and weights come in through DequantizeLinear (TensorRT's INT8 layers).
+            assert [producer.get(name) for name in node.input[:2]] == ["DequantizeLinear"] * 2, node.name
+            after = consumers.get(node.output[0], [])
+            if node.op_type == "Conv":  # a Q after it: ONNX Runtime's CPU provider then runs it as QLinearConv
+                assert after == ["QuantizeLinear"], node.name
+            else:  # the GELU or the residual sum after a linear layer gets its unrounded output
+                assert "QuantizeLinear" not in after, node.name
+        # Nothing else is quantized: every Q/DQ pair follows a Conv or leads into a weighted layer.
+        dq_output = {node.input[0]: node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+        for node in graph.node:
+            if node.op_type == "QuantizeLinear":
+                feeds = consumers.get(dq_output[node.output[0]], [])
+                assert producer.get(node.input[0]) == "Conv" or {"Conv", "Gemm", "MatMul"} & set(feeds), node.name
+
+
 def _qdq_graph(path: Path, zero_point: int) -> Path:
     nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="quant_x"),
              helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dequant_x")]

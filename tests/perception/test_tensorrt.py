@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from perception.engines import Engine, EngineError, create_engine
-from perception.engines.cuda_memory import CudaError, binding_name, gpus, open_memory
+from perception.engines.cuda_memory import BINDING_VARIABLE, CudaError, binding_name, gpus, missing_binding, open_memory
 from perception.engines.tensorrt import TensorRTEngine, tensorrt_unavailable
 from perception.fp16 import convert_to_fp16
 from perception.manifest import Manifest, load_manifest
@@ -85,6 +85,24 @@ def test_without_a_cuda_binding_no_device_memory_opens() -> None:
     assert gpus() == []
     with pytest.raises(CudaError, match="neither pycuda nor cuda-python imports"):
         open_memory()
+
+
+def test_the_binding_variable_names_what_is_wrong_with_it(monkeypatch: pytest.MonkeyPatch,
+                                                         manifest: Manifest) -> None:
+    monkeypatch.setenv(BINDING_VARIABLE, "cupy")
+    assert binding_name() is None
+    assert missing_binding() == f"{BINDING_VARIABLE}='cupy' is not one of pycuda, cuda-python"
+    with pytest.raises(CudaError, match=f"{BINDING_VARIABLE}='cupy' is not one of"):
+        open_memory()
+    with pytest.raises(EngineError, match=f"{BINDING_VARIABLE}='cupy'"):
+        create_engine(manifest, "encoder", "tensorrt")
+    for name in ("pycuda", "cuda-python"):
+        monkeypatch.setenv(BINDING_VARIABLE, name)
+        chosen = binding_name()
+        assert chosen in (name, None)  # that binding or nothing, never the other one
+        assert (missing_binding() is None) == (chosen == name)
+        if chosen is None:
+            assert missing_binding() == f"{BINDING_VARIABLE}={name}, and {name} does not import"
 
 
 @without_tensorrt
