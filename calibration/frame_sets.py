@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +119,17 @@ def source_key(recordings: Sequence[str | Path], count: int) -> str:
 
 
 def save_calibration_set(calibration: CalibrationSet, path: str | Path) -> None:
-    np.savez_compressed(Path(path), frames=calibration.frames, proprio=calibration.proprio,
-                        actions=calibration.actions, origins=np.asarray(calibration.origins),
-                        sha256=np.asarray(calibration.sha256))
+    """Write the set to `path` atomically: an interrupted save leaves no partial file under that name."""
+    path = Path(path)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with staged.open("wb") as stream:
+            np.savez_compressed(stream, frames=calibration.frames, proprio=calibration.proprio,
+                                actions=calibration.actions, origins=np.asarray(calibration.origins),
+                                sha256=np.asarray(calibration.sha256))
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def load_calibration_set(path: str | Path) -> CalibrationSet:
@@ -130,8 +140,8 @@ def load_calibration_set(path: str | Path) -> CalibrationSet:
             calibration = CalibrationSet(frames=data["frames"], proprio=data["proprio"], actions=data["actions"],
                                          origins=[str(origin) for origin in data["origins"]])
             saved_hash = str(data["sha256"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise CalibrationSetError(f"{path}: not a calibration set ({exc})") from exc
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged or not an .npz
+        raise CalibrationSetError(f"{path}: not a calibration set ({exc or type(exc).__name__})") from exc
     if calibration.sha256 != saved_hash:
         raise CalibrationSetError(f"{path}: content hash {calibration.sha256[:12]} differs from the saved "
                                   f"{saved_hash[:12]} (the file changed)")

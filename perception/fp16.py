@@ -40,8 +40,7 @@ def convert_to_fp16(manifest: Manifest, out_dir: str | Path, *, seed: int = 0) -
 
     if manifest.precision != "fp32":
         raise Fp16Error(f"{manifest.root}: convert an fp32 model to fp16, this one is {manifest.precision}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = manifest.variant_directory(out_dir, "fp16")
     errors = {}
     rng = np.random.default_rng(seed)
     for name, part, target in (("encoder", manifest.encoder, ENCODER_FILE),

@@ -80,6 +80,29 @@ class Manifest(_Strict):
     def path_of(self, part: ModelFile) -> Path:
         return self.root / part.file
 
+    def variant_directory(self, directory: str | Path, precision: Literal["fp32", "fp16", "int8"]) -> Path:
+        """`directory`, created, once it is safe to write a `precision` variant of this model there.
+
+        Refused (ManifestError, before anything is written): this model's own directory, or one whose
+        manifest.json is not a `precision` model, so a variant never overwrites the model it came from
+        or another model.
+        """
+        path = Path(directory)
+        if path.resolve() == self.root.resolve():
+            raise ManifestError(f"{path}: this is the {self.precision} model's own directory; write the "
+                                f"{precision} variant to another (its manifest.json would be overwritten)")
+        existing = path / MANIFEST_FILE
+        if existing.exists():
+            try:
+                found = json.loads(existing.read_text()).get("precision")
+            except (OSError, ValueError, AttributeError):
+                found = None
+            if found != precision:
+                raise ManifestError(f"{existing}: already holds a model (precision {found!r}); write the {precision} "
+                                    "variant to an empty directory or one holding an earlier variant of it")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def derive(self, directory: str | Path, precision: Literal["fp32", "fp16", "int8"], encoder_file: str,
                predictor_file: str, calibration_sha256: str | None = None) -> Path:
         """Write the manifest of a variant of this model (FP16, INT8) whose ONNX files are already in `directory`.

@@ -3,8 +3,9 @@
 ONNX Runtime static quantization in QDQ format after `quant_pre_process`: INT8 weights (per output
 channel) and INT8 activations, both symmetric, because TensorRT only accepts zero points of 0. Activation
 ranges come from real frames (a calibration set from `calibration.frame_sets`): the encoder sees the
-frames and their proprio; the predictor sees the encoder's latents rolled forward under recorded and
-uniformly random in-bounds actions, which is what the planner feeds it.
+frames and their proprio; the predictor sees the encoder's latents rolled forward over the planner's
+horizon under uniformly random in-bounds actions (the recorded actions on half the rows of the first step),
+which is what the planner feeds it.
 
 Q/DQ placement follows NVIDIA's recommendation for TensorRT: only the inputs of the weighted layers (Conv,
 Gemm, MatMul) are quantized, and Gemm/MatMul outputs stay float, so the GELU after a linear layer and the
@@ -51,8 +52,7 @@ def quantize_model(manifest: Manifest, calibration: CalibrationSet, out_dir: str
     if calibration.actions.shape[1:] != (manifest.action_dim,):
         raise QuantizationError(f"calibration set: actions have {calibration.actions.shape[1:]} values, "
                                 f"the model takes {manifest.action_dim}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = manifest.variant_directory(out_dir, "int8")
     encoder_inputs = {"image": Preprocessor(manifest.image)(calibration.frames), "proprio": calibration.proprio}
     predictor_inputs = _predictor_calibration(manifest, encoder_inputs, calibration.actions, rollout_steps, seed)
     jobs = [(manifest.path_of(manifest.encoder), out / ENCODER_FILE, encoder_inputs),
@@ -85,7 +85,8 @@ def _predictor_calibration(manifest: Manifest, encoder_inputs: dict[str, np.ndar
     high = np.asarray(manifest.action_high, dtype=np.float32)
     rows_latent, rows_action = [], []
     for step in range(rollout_steps + 1):
-        # Half the rows take the recorded actions, half random ones anywhere in the bounds.
+        # The first step: the recorded action on even rows (what the robot did from that frame), random on odd
+        # rows; later steps leave the recorded states, so random actions anywhere in the bounds.
         step_actions = actions.copy() if step == 0 else rng.uniform(low, high, actions.shape).astype(np.float32)
         step_actions[1::2] = rng.uniform(low, high, step_actions[1::2].shape)
         rows_latent.append(latents)

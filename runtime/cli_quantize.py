@@ -11,7 +11,10 @@ import numpy as np
 import typer
 
 from calibration.frame_sets import EpisodeFrames
+from planning.settings import PlannerSettings
 from runtime.cli_common import fail
+
+DEFAULT_CONFIG = Path("configs/demo.yaml")
 
 
 def quantize(
@@ -24,27 +27,31 @@ def quantize(
     = Path("build/calibration"),
     report: Annotated[bool, typer.Option(help="Measure and write accuracy.md / accuracy.json.")] = True,
     goals: Annotated[int, typer.Option(min=1, help="Held-out goals for the accuracy report.")] = 50,
-    config: Annotated[Path, typer.Option("--config", "-c", help="Run config whose planner the report uses.")]
-    = Path("configs/demo.yaml"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=(
+        "Run config whose planner the report plans with and whose horizon the predictor's calibration rolls "
+        "out (default: configs/demo.yaml when present, else the planner defaults)."))] = None,
 ) -> None:
     """Quantize encoder and predictor to INT8 (symmetric, per-channel, Q/DQ) for ONNX Runtime and TensorRT."""
     from calibration.frame_sets import CalibrationSetError, build_calibration_set, cached_calibration_set, source_key
     from perception.manifest import ManifestError, load_manifest
     from perception.quantize import QuantizationError, quantize_model
-    from runtime.config import ConfigError, load_config
+    from runtime.config import ConfigError
     from runtime.recording import RecordingError
 
     if not calibration:
         raise fail("no calibration data: give --calibration RECORDING.mcap (real frames set the INT8 ranges; "
                     "there is no random fallback)")
+    recordings = list(dict.fromkeys(calibration))  # a recording named twice would count its frames twice
     try:
         fp32 = load_manifest(manifest)
-        settings = load_config(config).planner
-        key = source_key(calibration, frames)
-        frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(calibration), frames))
+        config, settings = _planner_settings(config)
+        if report:  # before the work: a report that cannot run must not be found out after quantizing
+            _check_goal_set(fp32.root / "manifest.json", goals)
+        key = source_key(recordings, frames)
+        frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(recordings), frames))
         typer.echo(f"calibration set {frame_set.sha256[:12]}: {len(frame_set)} frames from "
-                   f"{len(calibration)} recording(s)")
-        int8_path = quantize_model(fp32, frame_set, out)
+                   f"{len(recordings)} recording(s)")
+        int8_path = quantize_model(fp32, frame_set, out, rollout_steps=settings.horizon)
     except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError) as exc:
         raise fail(str(exc)) from exc
     if (fp32.root / "goals").is_dir():
@@ -55,13 +62,37 @@ def quantize(
         return
     from runtime.accuracy import accuracy_report, write_report
 
-    result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
-    command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in calibration),
-               f"--out={out}", f"--frames={frames}", f"--goals={goals}", f"--config={config}"]
+    try:
+        result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
+    except (ImportError, OSError, ValueError, RuntimeError) as exc:
+        raise fail(f"accuracy report: {exc} (the INT8 model in {out} is written and usable)") from exc
+    command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in recordings),
+               f"--out={out}", f"--frames={frames}", f"--goals={goals}",
+               *([f"--config={config}"] if config is not None else [])]
     json_path, md_path = write_report(result, out, shlex.join(command))
     typer.echo(f"success fp32 {result['success_fp32']:.0%} int8 {result['success_int8']:.0%} | latent cosine "
                f"{result['latent_cosine_mean']:.4f} | encoder {result['encoder_speedup']:.2f}x | predictor "
                f"{result['predictor_speedup']:.2f}x | {md_path}, {json_path}")
+
+
+def _check_goal_set(manifest_path: Path, goals: int) -> None:
+    from runtime.bench import load_goal_set
+
+    try:
+        load_goal_set(manifest_path, goals)
+    except (OSError, ValueError, KeyError) as exc:  # the held-out goal set: missing, unreadable or too small
+        raise fail(f"accuracy report: {exc} (fewer --goals, or --no-report)") from exc
+
+
+def _planner_settings(config: Path | None) -> tuple[Path | None, PlannerSettings]:
+    """The config used (None: none) and its planner settings; the demo config when none is named and it exists."""
+    from runtime.config import load_config
+
+    if config is None:
+        if not DEFAULT_CONFIG.is_file():
+            return None, PlannerSettings()
+        config = DEFAULT_CONFIG
+    return config, load_config(config).planner
 
 
 def _episodes(paths: list[Path]) -> list[EpisodeFrames]:

@@ -104,9 +104,14 @@ def test_the_cache_builds_once_and_rebuilds_a_damaged_entry(tmp_path: Path) -> N
     second = cached_calibration_set(tmp_path, "k" * 64, build)
     assert len(builds) == 1 and second.sha256 == first.sha256
     entry = next(tmp_path.glob("calibration-*.npz"))
-    entry.write_bytes(b"damaged")
-    third = cached_calibration_set(tmp_path, "k" * 64, build)
-    assert len(builds) == 2 and third.sha256 == first.sha256
+    intact = entry.read_bytes()
+    # What an interrupted save or a full disk leaves: a cut-off archive, an empty file, other bytes.
+    for damage in (intact[: len(intact) // 2], intact[:40], b"", b"damaged"):
+        entry.write_bytes(damage)
+        rebuilt = cached_calibration_set(tmp_path, "k" * 64, build)
+        assert rebuilt.sha256 == first.sha256 and entry.read_bytes() != damage
+    assert len(builds) == 5
+    assert [path.name for path in tmp_path.iterdir()] == [entry.name]  # no staged leftovers
 
 
 def test_source_key_follows_recording_content_and_count(tmp_path: Path) -> None:

@@ -138,3 +138,47 @@ def test_the_cli_writes_the_model_and_an_accuracy_report(tmp_path: Path) -> None
     markdown = (out / "accuracy.md").read_text()
     assert f"{report['latent_cosine_mean']:.4f}" in markdown and "edgeloop quantize models/demo" in markdown
     assert len(list((tmp_path / "cache").glob("calibration-*.npz"))) == 1
+
+
+def test_losing_one_goal_in_fifty_is_exactly_the_two_point_limit() -> None:
+    from runtime.accuracy import ACCURACY_GOAL_POINTS, success_drop_points
+
+    assert success_drop_points(1.0, 49 / 50) == 2.0 <= ACCURACY_GOAL_POINTS
+    assert success_drop_points(1.0, 48 / 50) == 4.0 > ACCURACY_GOAL_POINTS
+    assert success_drop_points(0.9, 1.0) == -10.0  # INT8 may do better
+
+
+def test_the_cli_refuses_to_overwrite_the_model_it_quantizes(tmp_path: Path, demo_model: Path) -> None:
+    import shutil
+
+    model = tmp_path / "fp32"
+    shutil.copytree(demo_model, model)
+    before = (model / "manifest.json").read_bytes()
+    result = CliRunner().invoke(app, ["quantize", str(model), "--calibration", str(FEED), "--out", str(model),
+                                      "--frames", "8", "--no-report", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and "own directory" in result.output
+    assert (model / "manifest.json").read_bytes() == before
+    assert not list(model.glob("*.int8.onnx"))
+    other = tmp_path / "other"  # a directory that holds another model is refused too
+    shutil.copytree(demo_model, other)
+    result = CliRunner().invoke(app, ["quantize", str(model), "--calibration", str(FEED), "--out", str(other),
+                                      "--frames", "8", "--no-report", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and f"{other / 'manifest.json'}: already holds a model" in result.output
+
+
+def test_a_report_that_cannot_run_is_refused_before_quantizing(tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    result = CliRunner().invoke(app, ["quantize", "models/demo", "--calibration", str(FEED), "--out", str(out),
+                                      "--frames", "8", "--goals", "500", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2
+    assert "accuracy report:" in result.output and "asked for 500 goals" in result.output
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_without_a_report_no_run_config_is_needed(tmp_path: Path, demo_model: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no configs/demo.yaml here: the planner defaults set the rollout length
+    result = CliRunner().invoke(app, ["quantize", str(demo_model), "--calibration", str(FEED), "--out", "int8",
+                                      "--frames", "8", "--no-report", "--cache", "cache"])
+    assert result.exit_code == 0, result.output
+    assert load_manifest(tmp_path / "int8").precision == "int8"
