@@ -81,6 +81,8 @@ def read_poses(path: str | Path) -> list[RobotView]:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise PosesFileError(f"{path}: cannot read the poses file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise PosesFileError(f"{path}: not a text file (byte {exc.start} is not UTF-8): expected YAML or JSON") from exc
     except yaml.YAMLError as exc:
         raise PosesFileError(f"{path}: not valid YAML or JSON: {exc}") from exc
     if not isinstance(loaded, dict) or not isinstance(loaded.get("views"), list) or not loaded["views"]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,12 @@ def _intrinsics(calibration: CameraCalibration) -> dict[str, Any]:
     }
 
 
-def intrinsics_report(result: IntrinsicsResult, rejected: Sequence[tuple[str, Rejection]]) -> dict[str, Any]:
+def intrinsics_report(result: IntrinsicsResult, rejected: Sequence[tuple[str, Rejection]],
+                      rejected_frames: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The JSON report; `rejected` names each refused image, `rejected_frames` counts refused live frames by reason
+    (capture mode keeps no unusable frame, so they have no names)."""
     c = result.calibration
+    by_reason = Counter(r.reason for _, r in rejected) + Counter(rejected_frames or {})
     assert c.rms_px is not None
     errors = np.array([v.rms_px for v in result.views])
     median = float(np.median(errors))
@@ -62,7 +67,8 @@ def intrinsics_report(result: IntrinsicsResult, rejected: Sequence[tuple[str, Re
         "rms_px": c.rms_px,
         "coverage": result.coverage,
         "views_used": len(result.views),
-        "views_rejected": len(rejected),
+        "views_rejected": sum(by_reason.values()),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
         "corners": result.corners,
         "views": [{"name": v.name, "rms_px": v.rms_px, "corners": v.corners} for v in result.views],
         "rejected": _rejected(rejected),

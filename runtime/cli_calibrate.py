@@ -86,8 +86,12 @@ def board_command(
     px_per_square = round(spec.square_m / 0.0254 * dpi)
     image, _ = board_image(spec, px_per_square, margin_px=px_per_square)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), image):
-        raise fail(f"{out}: cannot write an image (is the extension .png?)")
+    try:
+        written = cv2.imwrite(str(out), image)
+    except cv2.error:  # OpenCV raises, rather than returns False, for an extension it has no writer for
+        written = False
+    if not written:
+        raise fail(f"{out}: cannot write an image there (is the extension .png?)")
     height, width = image.shape
     typer.echo(f"{out}: {width}x{height} px; printed at {dpi} dpi and 100% scale it is "
                f"{width / dpi * 25.4:.0f}x{height / dpi * 25.4:.0f} mm with {spec.square_m * 1000:g} mm squares: "
@@ -181,6 +185,7 @@ def intrinsics_command(
         if images is not None:
             found = _detect_files(images, detector)
             views, rejected, size = found.views, found.rejected, found.size
+            rejected_frames: dict[str, int] = {}
             paths = found.paths
 
             def image_of(name: str) -> np.ndarray:
@@ -199,13 +204,13 @@ def intrinsics_command(
             def image_of(name: str) -> np.ndarray:
                 return frames[name]
 
-            rejected, size = [], selector.size
+            rejected, rejected_frames, size = [], dict(selector.rejected), selector.size
             if frames_out is not None:
                 frames_out.mkdir(parents=True, exist_ok=True)
                 for name, frame in frames.items():
                     cv2.imwrite(str(frames_out / f"{name}.png"), frame)
         result = calibrate_intrinsics(views, detector.spec, size, model.value, camera_name)
-        summary = intrinsics_report(result, rejected)
+        summary = intrinsics_report(result, rejected, rejected_frames)
         write_opencv(result.calibration, out)
         written: dict[str, Any] = {"opencv": str(out)}
         if ros_out is not None:

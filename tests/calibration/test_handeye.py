@@ -133,3 +133,10 @@ def test_bad_poses_files_are_refused_naming_the_entry(tmp_path: Path, text: str,
     with pytest.raises(PosesFileError, match=re.escape(message)) as error:
         read_poses(path)
     assert str(error.value).startswith(f"{path}: ")
+
+
+def test_a_binary_poses_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "poses.yaml"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(PosesFileError, match=re.escape(f"{path}: not a text file (byte 0 is not UTF-8)")):
+        read_poses(path)

@@ -103,6 +103,10 @@ def test_capture_mode_from_a_recorded_video(tmp_path: Path, views: Path) -> None
     report = json.loads(output.strip().splitlines()[-1])
     kept = sorted(frames.glob("frame_*.png"))
     assert 8 <= report["views_used"] == len(kept) <= 12 and report["coverage"] >= 0.3
+    # The frames without the board and the repeats are counted by reason (live frames have no names).
+    by_reason = report["rejected_by_reason"]
+    assert by_reason["blurred"] >= 1 and by_reason["nothing_new"] >= 1  # a flat grey frame has no sharpness
+    assert report["views_rejected"] == sum(by_reason.values()) and report["rejected"] == []
     truth = read_calibration(views / "truth.yaml")
     found = read_calibration(tmp_path / "camera.yaml")
     assert abs(found.camera_matrix[0, 0] / truth.camera_matrix[0, 0] - 1) < 0.02
@@ -140,7 +144,9 @@ def test_extrinsics_from_robot_poses_go_into_the_same_file_in_either_format(tmp_
         transform = found.extrinsics.base_T_camera
         assert np.linalg.norm(transform[:3, 3] - truth.base_T_camera[:3, 3]) < 0.005  # intrinsics estimated
         assert rotation_angle_deg(transform[:3, :3].T @ truth.base_T_camera[:3, :3]) < 0.5
-        assert found.rms_px is None or found.rms_px < 0.3  # the intrinsics are kept
+        # The intrinsics are kept (a ROS file has no field for the RMS error).
+        assert np.allclose(found.camera_matrix, read_calibration(camera).camera_matrix, rtol=1e-6)
+        assert found.rms_px is None if fmt == "ros" else found.rms_px is not None and found.rms_px < 0.3
 
 
 def test_board_command_writes_a_printable_board(tmp_path: Path) -> None:
@@ -176,6 +182,8 @@ def test_bad_input_is_refused_with_the_file_or_option_named(tmp_path: Path, view
     code, output = _invoke("extrinsics", "--board", BOARD, "--camera", str(views / "truth.yaml"), "--poses",
                            str(tmp_path / "none.yaml"))
     assert code == 2 and "cannot read the poses file" in output
+    code, output = _invoke("board", "--board", BOARD, "--out", str(tmp_path / "board"))
+    assert code == 2 and f"{tmp_path / 'board'}: cannot write an image there" in output
 
 
 def test_the_commands_default_to_the_detectors_sharpness_threshold() -> None:

@@ -55,6 +55,13 @@ def test_malformed_files_are_refused(tmp_path: Path, text: str, message: str) ->
         load_config(path)
 
 
+def test_a_binary_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "feed.mcap"
+    path.write_bytes(b"\x89MCAP0\r\n\xff\xfe")
+    with pytest.raises(ConfigError, match=r"feed\.mcap: not a text file \(byte 0 is not UTF-8\)"):
+        load_config(path)
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
