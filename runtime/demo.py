@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -56,28 +57,39 @@ class SimControllerProcess:
         self.endpoints = self._wait_ready(ready_timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> dict[str, str]:
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stderr is not None
         result: dict[str, str] = {}
+        ready = threading.Event()
         stdout: IO[str] = self.process.stdout
+        stderr: IO[str] = self.process.stderr
+        # Both pipes are read for the child's whole life: a pipe nobody reads fills (64 KiB) and then blocks the
+        # controller mid-write. stderr's tail is kept for error messages.
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
 
-        def read() -> None:
+        def read_stdout() -> None:
             for line in stdout:
+                if ready.is_set():
+                    continue
                 try:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                if event.get("event") == "ready":
+                if isinstance(event, dict) and event.get("event") == "ready":
                     result.update({k: event[k] for k in ("command", "state", "frame")})
-                    return
+                    ready.set()
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not result:
+        threading.Thread(target=read_stdout, daemon=True).start()
+        stderr_reader = threading.Thread(target=lambda: self._stderr_tail.extend(stderr), daemon=True)
+        stderr_reader.start()
+        if not ready.wait(timeout_s):
             self.stop()
-            assert self.process.stderr is not None
-            raise DemoError(f"sim controller did not start: {self.process.stderr.read()[-2000:]}")
+            stderr_reader.join(5.0)  # the child has exited: what it wrote last is still being read
+            raise DemoError(f"sim controller did not start: {self.stderr_tail()[-2000:]}")
         return result
+
+    def stderr_tail(self) -> str:
+        """The last lines the controller wrote to stderr."""
+        return "".join(self._stderr_tail)
 
     def stop(self) -> None:
         if self.process.poll() is None:
