@@ -16,7 +16,7 @@ runs a convolution in INT8 (QLinearConv) only when a Q follows it; TensorRT fuse
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,13 @@ class QuantizationError(ValueError):
 
 
 def quantize_model(manifest: Manifest, calibration: CalibrationSet, out_dir: str | Path, *,
-                   rollout_steps: int = 5, seed: int = 0) -> Path:
-    """Write the INT8 encoder, predictor and manifest into `out_dir`; returns the verified manifest path."""
+                   rollout_steps: int = 5, seed: int = 0,
+                   undistort: Callable[[np.ndarray], np.ndarray] | None = None) -> Path:
+    """Write the INT8 encoder, predictor and manifest into `out_dir`; returns the verified manifest path.
+
+    `undistort` (the deployment's camera calibration) is applied to the calibration frames as the runtime
+    applies it to live ones, so the encoder's ranges come from the images it will see.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -53,7 +58,8 @@ def quantize_model(manifest: Manifest, calibration: CalibrationSet, out_dir: str
         raise QuantizationError(f"calibration set: actions have {calibration.actions.shape[1:]} values, "
                                 f"the model takes {manifest.action_dim}")
     out = manifest.variant_directory(out_dir, "int8")
-    encoder_inputs = {"image": Preprocessor(manifest.image)(calibration.frames), "proprio": calibration.proprio}
+    encoder_inputs = {"image": Preprocessor(manifest.image, undistort=undistort)(calibration.frames),
+                      "proprio": calibration.proprio}
     predictor_inputs = _predictor_calibration(manifest, encoder_inputs, calibration.actions, rollout_steps, seed)
     jobs = [(manifest.path_of(manifest.encoder), out / ENCODER_FILE, encoder_inputs),
             (manifest.path_of(manifest.predictor), out / PREDICTOR_FILE, predictor_inputs)]

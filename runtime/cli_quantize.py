@@ -11,8 +11,8 @@ import numpy as np
 import typer
 
 from calibration.frame_sets import EpisodeFrames
-from planning.settings import PlannerSettings
 from runtime.cli_common import fail
+from runtime.config import RunConfig
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 
@@ -28,11 +28,14 @@ def quantize(
     report: Annotated[bool, typer.Option(help="Measure and write accuracy.md / accuracy.json.")] = True,
     goals: Annotated[int, typer.Option(min=1, help="Held-out goals for the accuracy report.")] = 50,
     config: Annotated[Path | None, typer.Option("--config", "-c", help=(
-        "Run config whose planner the report plans with and whose horizon the predictor's calibration rolls "
-        "out (default: configs/demo.yaml when present, else the planner defaults)."))] = None,
+        "Run config whose planner the report plans with, whose horizon the predictor's calibration rolls out "
+        "and whose calibration.camera undistorts the calibration frames (default: configs/demo.yaml when "
+        "present, else the defaults)."))] = None,
 ) -> None:
     """Quantize encoder and predictor to INT8 (symmetric, per-channel, Q/DQ) for ONNX Runtime and TensorRT."""
+    from calibration.camera_file import CalibrationFileError
     from calibration.frame_sets import CalibrationSetError, build_calibration_set, cached_calibration_set, source_key
+    from calibration.undistort import FrameSizeError, Undistorter
     from perception.manifest import ManifestError, load_manifest
     from perception.quantize import QuantizationError, quantize_model
     from runtime.config import ConfigError
@@ -44,15 +47,19 @@ def quantize(
     recordings = list(dict.fromkeys(calibration))  # a recording named twice would count its frames twice
     try:
         fp32 = load_manifest(manifest)
-        config, settings = _planner_settings(config)
+        config, run_config = _run_config(config)
+        settings = run_config.planner
         if report:  # before the work: a report that cannot run must not be found out after quantizing
             _check_goal_set(fp32.root / "manifest.json", goals)
         key = source_key(recordings, frames)
         frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(recordings), frames))
         typer.echo(f"calibration set {frame_set.sha256[:12]}: {len(frame_set)} frames from "
                    f"{len(recordings)} recording(s)")
-        int8_path = quantize_model(fp32, frame_set, out, rollout_steps=settings.horizon)
-    except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError) as exc:
+        camera = run_config.calibration.camera
+        undistort = Undistorter.from_file(camera) if camera is not None else None
+        int8_path = quantize_model(fp32, frame_set, out, rollout_steps=settings.horizon, undistort=undistort)
+    except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError,
+            CalibrationFileError, FrameSizeError) as exc:
         raise fail(str(exc)) from exc
     if (fp32.root / "goals").is_dir():
         # The same held-out goals, so `edgeloop demo` and `bench planner` run on the INT8 model as they are.
@@ -84,15 +91,15 @@ def _check_goal_set(manifest_path: Path, goals: int) -> None:
         raise fail(f"accuracy report: {exc} (fewer --goals, or --no-report)") from exc
 
 
-def _planner_settings(config: Path | None) -> tuple[Path | None, PlannerSettings]:
-    """The config used (None: none) and its planner settings; the demo config when none is named and it exists."""
+def _run_config(config: Path | None) -> tuple[Path | None, RunConfig]:
+    """The config file used (None: none) and the run config; the demo config when none is named and it exists."""
     from runtime.config import load_config
 
     if config is None:
         if not DEFAULT_CONFIG.is_file():
-            return None, PlannerSettings()
+            return None, load_config(None)
         config = DEFAULT_CONFIG
-    return config, load_config(config).planner
+    return config, load_config(config)
 
 
 def _episodes(paths: list[Path]) -> list[EpisodeFrames]:

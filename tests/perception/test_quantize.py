@@ -182,3 +182,20 @@ def test_without_a_report_no_run_config_is_needed(tmp_path: Path, demo_model: Pa
                                       "--frames", "8", "--no-report", "--cache", "cache"])
     assert result.exit_code == 0, result.output
     assert load_manifest(tmp_path / "int8").precision == "int8"
+
+
+def test_calibration_frames_are_undistorted_with_the_configs_camera(tmp_path: Path) -> None:
+    from calibration.camera_file import write_ros
+    from calibration.synthetic import example_camera
+
+    camera = tmp_path / "camera_640x480.yaml"  # the feed's frames are the sim camera's 64x64
+    write_ros(example_camera("pinhole", (640, 480)), camera)
+    config = tmp_path / "robot.yaml"
+    config.write_text(f"calibration:\n  camera: {camera}\n")
+    out = tmp_path / "int8"
+    result = CliRunner().invoke(app, ["quantize", "models/demo", "--calibration", str(FEED), "--out", str(out),
+                                      "--frames", "8", "--no-report", "--config", str(config),
+                                      "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    assert str(camera) in result.output and "640x480" in result.output and "64x64" in result.output
+    assert not list(out.glob("*.onnx"))
