@@ -5,15 +5,17 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from runtime.tuning.trial import failed, kill_running, run_isolated
+from runtime.tuning.trial import TrialProcesses, failed, run_isolated
 
 
 class LocalRunner:
     def __init__(self, concurrency: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="trial")
+        # Per runner, not per module: a closed runner starts nothing more, and the next study's runner is fresh.
+        self._processes = TrialProcesses()
 
     def submit(self, request: dict[str, Any]) -> object:
-        return self._pool.submit(run_isolated, request)
+        return self._pool.submit(run_isolated, request, self._processes)
 
     def wait(self, handles: list[object], timeout_s: float) -> list[tuple[object, dict[str, Any]]]:
         futures: list[Future[dict[str, Any]]] = handles  # type: ignore[assignment]
@@ -25,7 +27,8 @@ class LocalRunner:
         return results
 
     def cancel(self, handles: list[object]) -> None:
-        kill_running()
+        # Every trial of this runner, started or about to start: cancel comes only on the way out (Ctrl-C).
+        self._processes.kill_all()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -34,9 +34,7 @@ def score_recordings(config: RunConfig, recordings: list[Path], *, goal_frame: i
     plan_ms: list[float] = []
     for path in recordings:
         episode = read_episode(path)
-        goal_index = goal_frame % len(episode)
-        if goal_index == 0:
-            raise ValueError(f"{path}: goal frame {goal_frame} leaves no frame before it to plan from")
+        goal_index = _goal_index(path, goal_frame, len(episode))
         planner.set_goal(model.encode_goal_image(episode.frames[goal_index]))
         for t in range(0, goal_index, stride):
             latent = model.encode(episode.frames[t], np.concatenate([episode.q[t], episode.dq[t]]))
@@ -51,3 +49,14 @@ def score_recordings(config: RunConfig, recordings: list[Path], *, goal_frame: i
                     "plan_ms": float(np.median(plan_ms))},
         "details": {"frames": len(errors), "recordings": [str(p) for p in recordings]},
     }
+
+
+def _goal_index(path: Path, goal_frame: int, frames: int) -> int:
+    """The goal's frame index; a frame the recording does not have is refused, not wrapped around onto another."""
+    if not -frames <= goal_frame < frames:
+        raise ValueError(f"{path}: evaluation.goal_frame {goal_frame} is outside the recording's {frames} frames "
+                         f"(give {-frames} to {frames - 1}; -1 is the last)")
+    goal_index = goal_frame % frames
+    if goal_index == 0:
+        raise ValueError(f"{path}: goal frame {goal_frame} leaves no frame before it to plan from")
+    return goal_index

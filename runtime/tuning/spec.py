@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from perception.manifest import ManifestError, load_manifest
 from runtime.config import ConfigError, RunConfig, apply_override, load_config
 
 # The metrics a trial reports, per evaluation mode, and which way is better.
@@ -99,9 +100,10 @@ class Objective(_Strict):
         if self.weights is not None:
             if not self.weights:
                 raise ValueError("'weights' is empty")
-            bad = [name for name, weight in self.weights.items() if not weight > 0]
+            # NaN fails `> 0`; infinity would make every trial's value infinite, so no trial could beat another.
+            bad = [name for name, weight in self.weights.items() if not (weight > 0 and math.isfinite(weight))]
             if bad:
-                raise ValueError(f"weights must be > 0 (the metric's direction gives the sign): {bad}")
+                raise ValueError(f"weights must be finite and > 0 (the metric's direction gives the sign): {bad}")
         if self.metrics is not None and len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"'metrics' lists a metric twice: {self.metrics}")
         return self
@@ -186,6 +188,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> TuneSpec:
         raise SpecError(str(exc)) from exc
     # Each searched key is validated on its own, so one bad range does not hide the others' reasons.
     problems: list[str] = []
+    refused: list[str] = []
     search = data.get("search")
     if isinstance(search, dict):
         for key, param in list(search.items()):
@@ -193,6 +196,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> TuneSpec:
                 Param.model_validate(param)
             except ValidationError as exc:
                 problems += _messages(exc, f"search.{key}")
+                refused.append(key)
                 del search[key]
     try:
         spec = TuneSpec.model_validate(data)
@@ -200,7 +204,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> TuneSpec:
         raise SpecError("\n".join(f"{path}: {line}" for line in [*problems, *_messages(exc)])) from exc
     if spec.study_name is None:
         spec.study_name = path.stem
-    problems += check_spec(spec)
+    problems += check_spec(spec, refused=refused)
     if problems:
         raise SpecError("\n".join(f"{path}: {problem}" for problem in problems))
     return spec
@@ -215,8 +219,12 @@ def _messages(error: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
-def check_spec(spec: TuneSpec) -> list[str]:
-    """Every reason the spec cannot run, each naming its key (empty: it can)."""
+def check_spec(spec: TuneSpec, refused: list[str] | None = None) -> list[str]:
+    """Every reason the spec cannot run, each naming its key (empty: it can).
+
+    `refused`: search keys already refused (and taken out of `spec.search`) by the caller; a search left empty
+    by them is not also reported as empty.
+    """
     try:
         base = load_config(spec.base_config, spec.evaluation.overrides)
     except ConfigError as exc:
@@ -224,8 +232,9 @@ def check_spec(spec: TuneSpec) -> list[str]:
     raw = yaml.safe_load(spec.base_config.read_text()) or {}
     problems = [f"search.{key}: {reason}" for key, param in spec.search.items()
                 for reason in _key_problems(key, param, raw, spec.evaluation.overrides, base, spec.search)]
-    if not spec.search and not problems:
+    if not spec.search and not refused:
         problems.append("search: empty; name at least one planner key to search")
+    problems += _model_problems(spec.base_config, base)
     known = spec.evaluation.metrics
     problems += [f"objective: '{name}' is not a {spec.evaluation.mode} metric (one of {', '.join(known)})"
                  for name in spec.objective.names if name not in known]
@@ -235,6 +244,24 @@ def check_spec(spec: TuneSpec) -> list[str]:
         problems += [f"evaluation.recordings: {rec}: not found" for rec in spec.evaluation.recordings
                      if not rec.is_file()]
     return problems
+
+
+def _model_problems(base_config: Path, base: RunConfig) -> list[str]:
+    """Why the base config's model cannot load in a trial; without this, every trial fails on it, budget spent.
+
+    The trial's child process runs in this working directory (study.py: `workdir`), so a relative manifest
+    path resolves here exactly as it will there. Cheap: the manifest is parsed and its files looked for,
+    but no model is loaded and no checksum computed.
+    """
+    where = f"base_config: {base_config}: model.manifest"
+    try:
+        manifest = load_manifest(base.model.manifest, verify=False)
+    except ManifestError as exc:
+        hint = "" if base.model.manifest.is_absolute() else f" (relative to {Path.cwd()}, where trials run)"
+        return [f"{where}: {exc}{hint}"]
+    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor, "reference": manifest.reference}
+    return [f"{where}: {key}.file: {manifest.path_of(part)} does not exist" for key, part in parts.items()
+            if part is not None and not manifest.path_of(part).is_file()]
 
 
 def _key_problems(key: str, param: Param, raw: dict[str, Any], overrides: list[str], base: RunConfig,

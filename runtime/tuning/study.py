@@ -7,6 +7,7 @@ all, so running the same command again after an interruption carries on where it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from perception.manifest import file_sha256
 from runtime.config import ConfigError, load_config
 from runtime.tuning.objective import objective_values
 from runtime.tuning.spec import OPTIMIZER_SECTIONS, Param, SpecError, TuneSpec, trial_overrides
@@ -61,10 +63,74 @@ def open_study(spec: TuneSpec) -> optuna.Study:
     if recorded is not None and recorded != objective:
         raise SpecError(f"{out / 'study.db'}: study '{name}' was run with objective {recorded}, the spec now says "
                         f"{objective}; their values do not compare: give another --study-name")
+    current = fingerprint(spec)
+    changes = fingerprint_changes(study.user_attrs.get("fingerprint"), current)
+    if changes:
+        raise SpecError(f"{out / 'study.db'}: study '{name}' was run with other evaluation settings: "
+                        f"{'; '.join(changes)}; their trials do not compare with new ones: give another --study-name")
     study.set_user_attr("objective", objective)
-    study.set_user_attr("base_config", str(spec.base_config))
-    study.set_user_attr("mode", spec.evaluation.mode)
+    if name not in existing or "fingerprint" not in study.user_attrs:  # made now, or by a version without one
+        study.set_user_attr("fingerprint", current)
+        study.set_user_attr("base_config", str(spec.base_config))
+        study.set_user_attr("mode", spec.evaluation.mode)
     return study
+
+
+# The evaluation settings a trial's metrics depend on, per mode; trial_timeout_s only decides which trials fail.
+_COMPARED = {"closed_loop": ("mode", "seeds", "overrides", "goals", "goal_timeout_s", "tolerance_m"),
+             "open_loop": ("mode", "seeds", "overrides", "recordings", "goal_frame", "stride")}
+
+
+def fingerprint(spec: TuneSpec) -> dict[str, Any]:
+    """What every trial of the study is measured against besides its sampled values (stored when it is made).
+
+    Files count by content, so a base config or recording named by another path (another working directory)
+    still matches, and one edited in place does not.
+    """
+    evaluation = spec.evaluation
+    settings = evaluation.model_dump(mode="json", include=set(_COMPARED[evaluation.mode]))
+    if "recordings" in settings:
+        settings["recordings"] = [{"path": str(path), "sha256": file_sha256(path)} for path in evaluation.recordings]
+    parts = {"base_config": {"path": str(spec.base_config), "sha256": file_sha256(spec.base_config)},
+             "evaluation": settings}
+    return {"sha256": hashlib.sha256(json.dumps(_compared(parts), sort_keys=True).encode()).hexdigest(), **parts}
+
+
+def _compared(parts: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint without the paths: only content and values decide whether trials compare."""
+    settings = dict(parts["evaluation"])
+    if "recordings" in settings:
+        settings["recordings"] = [recording["sha256"] for recording in settings["recordings"]]
+    return {"base_config": parts["base_config"]["sha256"], "evaluation": settings}
+
+
+def fingerprint_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """What differs between a study's stored fingerprint and the spec's, one line per key (empty: nothing)."""
+    if recorded is None or recorded.get("sha256") == current["sha256"]:
+        return []
+    was, now = _compared(recorded), _compared(current)
+    changes = []
+    if was["base_config"] != now["base_config"]:
+        changes.append(f"base_config: the study's was {_file_text(recorded['base_config'])}, the spec's is "
+                       f"{_file_text(current['base_config'])}")
+    keys = sorted(was["evaluation"].keys() | now["evaluation"].keys())
+    if was["evaluation"]["mode"] != now["evaluation"]["mode"]:
+        keys = ["mode"]  # the other mode's settings differ by nature: naming them would only hide this one
+    for key in keys:
+        if was["evaluation"].get(key) != now["evaluation"].get(key):
+            before, after = recorded["evaluation"].get(key), current["evaluation"].get(key)
+            if key == "recordings":
+                before, after = _files_text(before), _files_text(after)
+            changes.append(f"evaluation.{key}: the study's was {before}, the spec's is {after}")
+    return changes
+
+
+def _file_text(file: dict[str, str]) -> str:
+    return f"{file['path']} (sha256 {file['sha256'][:12]})"
+
+
+def _files_text(files: list[dict[str, str]] | None) -> str:
+    return "[" + ", ".join(_file_text(file) for file in files or []) + "]"
 
 
 def counted(trial: FrozenTrial) -> bool:

@@ -46,23 +46,59 @@ def failed(reason: str) -> dict[str, Any]:
             "finished_at": now, "host": socket.gethostname()}
 
 
-_live: set[subprocess.Popen[str]] = set()
-_live_lock = threading.Lock()
+NOT_STARTED = "not started: the runner is closing"
 
 
-def run_isolated(request: dict[str, Any]) -> dict[str, Any]:
+class TrialProcesses:
+    """The trial child processes one runner started, so that closing it kills every one (the Ctrl-C path).
+
+    A child is started and registered while holding the lock that `kill_all` holds to set `closing` and kill:
+    so a trial thread either started its child before `kill_all` (which then finds and kills it) or finds
+    `closing` set and starts none. Without that, a thread that had not yet registered its child when
+    `kill_all` ran would leave it running to its timeout, and the driver waiting for it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[str]] = set()
+        self._closing = False
+
+    def start(self, workdir: str) -> subprocess.Popen[str] | None:
+        """A new trial child (registered), or None once `kill_all` has run."""
+        with self._lock:
+            if self._closing:
+                return None
+            process = subprocess.Popen(
+                [sys.executable, "-m", "runtime.tuning.trial"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, cwd=workdir, start_new_session=True,
+            )
+            self._live.add(process)
+            return process
+
+    def finished(self, process: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._live.discard(process)
+
+    def kill_all(self) -> None:
+        """Kill every running child with its process group, and start no more."""
+        with self._lock:
+            self._closing = True
+            for process in self._live:
+                _kill_group(process)
+
+
+def run_isolated(request: dict[str, Any], processes: TrialProcesses | None = None) -> dict[str, Any]:
     """Run one trial in a child process; never raises for the trial's own failures.
 
     Returns {state: complete|failed, metrics, details, reason, started_at, finished_at, host}; the stamps are
-    wall-clock seconds on the machine that ran it.
+    wall-clock seconds on the machine that ran it. `processes`: the runner's registry, which `kill_all`
+    closes (a Ray task has none: Ray kills its worker instead).
     """
+    processes = processes or TrialProcesses()
     started = time.time()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.tuning.trial"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=request["workdir"], start_new_session=True,
-    )
-    with _live_lock:
-        _live.add(process)
+    process = processes.start(request["workdir"])
+    if process is None:
+        return failed(NOT_STARTED)
     try:
         stdout, stderr = process.communicate(json.dumps(request), timeout=request["timeout_s"])
         reason = _failure(process.returncode, stdout, stderr)
@@ -71,8 +107,7 @@ def run_isolated(request: dict[str, Any]) -> dict[str, Any]:
         stdout, stderr = process.communicate()
         reason = f"timed out after {request['timeout_s']:g} s (killed with its sim controller)"
     finally:
-        with _live_lock:
-            _live.discard(process)
+        processes.finished(process)
     result: dict[str, Any] = {"state": "failed" if reason else "complete", "reason": reason, "metrics": {},
                               "details": {}, "started_at": started, "finished_at": time.time(),
                               "host": socket.gethostname()}
@@ -99,13 +134,6 @@ def _failure(returncode: int, stdout: str, stderr: str) -> str | None:
 def _kill_group(process: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
         os.killpg(process.pid, signal.SIGKILL)
-
-
-def kill_running() -> None:
-    """Kill every trial this process started that is still running (the driver's Ctrl-C path)."""
-    with _live_lock:
-        for process in list(_live):
-            _kill_group(process)
 
 
 # -- the child ------------------------------------------------------------------------------------------------------

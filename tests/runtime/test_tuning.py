@@ -4,6 +4,7 @@ real recording), in child processes; a local Ray instance runs trials side by si
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -23,6 +24,8 @@ from typer.testing import CliRunner
 
 from runtime.cli import app
 from runtime.config import load_config
+from runtime.tuning.local_backend import LocalRunner
+from runtime.tuning.open_loop import score_recordings
 from runtime.tuning.spec import SpecError, load_spec
 
 pytest.importorskip("mujoco")
@@ -80,6 +83,52 @@ def test_invalid_search_spaces_are_refused_with_reasons(tmp_path: Path, search: 
 def test_objective_metrics_must_belong_to_the_evaluation_mode(tmp_path: Path) -> None:
     path = write_spec(tmp_path, objective={"weights": {"success_rate": 1.0}}, evaluation=open_loop())
     with pytest.raises(SpecError, match="'success_rate' is not a open_loop metric"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("weight", [math.inf, math.nan, 0.0, -1.0])
+def test_objective_weights_must_be_finite_and_positive(tmp_path: Path, weight: float) -> None:
+    # An infinite weight makes every trial's value infinite: no trial could be told from another.
+    path = write_spec(tmp_path, evaluation=open_loop(), objective={"weights": {"action_error": weight}})
+    assert ".inf" in path.read_text() or not math.isinf(weight)  # YAML's own spelling reaches the spec
+    with pytest.raises(SpecError, match=r"objective: weights must be finite and > 0 .*\['action_error'\]"):
+        load_spec(path)
+
+
+def test_an_invalid_search_entry_is_not_also_reported_as_an_empty_search(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, search={"planner.samples": {"int": [64, 8]}})
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert str(error.value) == f"{path}: search.planner.samples: low (64) must be below high (8); fix a value with " \
+                               "evaluation.overrides"
+    with pytest.raises(SpecError, match="search: empty"):  # a search with no entries at all still is
+        load_spec(write_spec(tmp_path, search={}))
+
+
+def test_a_model_manifest_the_trials_cannot_read_is_refused_before_any_trial(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run from another directory: the base config's relative model path resolves there, as in every trial.
+    path = write_spec(tmp_path, base_config=str(ROOT / "configs/demo.yaml"),
+                      evaluation=open_loop(recordings=[str(ROOT / RECORDING)]),
+                      objective={"weights": {"action_error": 1.0}})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert "base_config: " + str(ROOT / "configs/demo.yaml") + ": model.manifest: models/demo/manifest.json: " \
+           "cannot read the manifest" in message and str(tmp_path) in message
+    result = tune("--config", str(path))
+    assert result.exit_code == 2 and "model.manifest" in result.output
+    assert not (tmp_path / "out").exists(), "no trial may run on a model it cannot load"
+
+    # A manifest that reads but names model files that are not there.
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "manifest.json").write_text((ROOT / "models/demo/manifest.json").read_text())
+    base = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    base["model"]["manifest"] = str(tmp_path / "model" / "manifest.json")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    path = write_spec(tmp_path, base_config=str(tmp_path / "base.yaml"))
+    with pytest.raises(SpecError, match=r"model.manifest: encoder.file: .*encoder.onnx does not exist"):
         load_spec(path)
 
 
@@ -232,6 +281,60 @@ def test_multi_objective_study_keeps_a_pareto_front_and_refuses_another_objectiv
     assert result.exit_code == 2
     assert "was run with objective" in result.output and "--study-name" in result.output
     assert len(load(tmp_path).trials) == 3
+
+
+def test_resuming_refuses_another_base_config_or_evaluation_settings(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, evaluation=open_loop(), objective={"weights": {"action_error": 1.0}})
+    assert tune("--config", str(path), "--trials", "1").exit_code == 0
+    recorded = load(tmp_path).user_attrs
+
+    base = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    base["planner"]["horizon"] = 3
+    (tmp_path / "h3.yaml").write_text(yaml.safe_dump(base))
+    result = tune("--config", str(path), "--trials", "2", "--set", f"base_config={tmp_path / 'h3.yaml'}")
+    assert result.exit_code == 2
+    assert "other evaluation settings: base_config: the study's was configs/demo.yaml" in result.output
+    assert "h3.yaml" in result.output and "--study-name" in result.output
+    result = tune("--config", str(path), "--trials", "2", "--set", "evaluation.stride=30")
+    assert result.exit_code == 2 and "evaluation.stride: the study's was 60, the spec's is 30" in result.output
+    result = tune("--config", str(path), "--trials", "2", "--set", "evaluation.seeds=[1, 2]")
+    assert result.exit_code == 2 and "evaluation.seeds: the study's was [0], the spec's is [1, 2]" in result.output
+    assert len(load(tmp_path).trials) == 1  # nothing ran
+
+    # The same content by another path, and a longer trial timeout (it only decides which trials fail): resumed.
+    (tmp_path / "same.yaml").write_text((ROOT / "configs/demo.yaml").read_text())
+    result = tune("--config", str(path), "--trials", "2", "--set", f"base_config={tmp_path / 'same.yaml'}",
+                  "--set", f"evaluation.recordings=[{ROOT / RECORDING}]", "--set", "evaluation.trial_timeout_s=600")
+    assert result.exit_code == 0, result.output
+    study = load(tmp_path)
+    assert len(study.trials) == 2
+    # Stored when the study was made, kept as it was by the resumed run.
+    assert study.user_attrs == recorded and recorded["base_config"] == "configs/demo.yaml"
+    assert recorded["fingerprint"]["evaluation"]["stride"] == 60
+
+
+def test_a_goal_frame_outside_the_recording_is_refused_not_wrapped() -> None:
+    config = load_config("configs/demo.yaml")
+    for goal_frame in (200, 250, -201):  # the feed has 200 frames: 250 used to wrap around to frame 50
+        with pytest.raises(ValueError, match=rf"demo_feed.mcap: evaluation.goal_frame {goal_frame} is outside the "
+                                             r"recording's 200 frames \(give -200 to 199"):
+            score_recordings(config, [Path(RECORDING)], goal_frame=goal_frame, stride=60)
+    assert score_recordings(config, [Path(RECORDING)], goal_frame=199, stride=60)["details"]["frames"] == 4
+
+
+def test_a_closed_local_runner_starts_no_more_trial_processes(tmp_path: Path) -> None:
+    # Ctrl-C kills the runner's trials; a trial thread that had not yet started its child must not start it
+    # after, or the driver waits for it up to the trial timeout. Cancelling first makes that order certain.
+    runner = LocalRunner(1)
+    runner.cancel([])
+    request = {"number": 0, "workdir": str(ROOT), "base_config": "configs/demo.yaml",
+               "overrides": [], "evaluation": load_spec(write_spec(tmp_path, evaluation=open_loop(), objective={
+                   "weights": {"action_error": 1.0}})).evaluation.model_dump(mode="json"),
+               "timeout_s": 120.0, "runs_dir": str(tmp_path / "runs")}
+    handle = runner.submit(request)
+    [(_, result)] = runner.wait([handle], timeout_s=60)
+    runner.close()
+    assert result["state"] == "failed" and result["reason"] == "not started: the runner is closing"
 
 
 # -- Ray -------------------------------------------------------------------------------------------------------------
