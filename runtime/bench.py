@@ -14,7 +14,7 @@ import numpy as np
 from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner
-from planning.settings import PlannerSettings
+from planning.settings import CostSettings, DistanceTerm, PlannerSettings
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
 from runtime.safety import SafetyFilter
@@ -46,8 +46,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         model = load_world_model(config.model_copy(update={"model": on_backend}))
         latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
         actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
-        planner = Planner(config.planner, model.predict, manifest.latent_dim, manifest.visual_dim,
-                          model.action_low, model.action_high, manifest.control_period_s)
+        planner = planner_for(config.planner, model)
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
         results[backend] = {
@@ -78,6 +77,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
 
 class Policy(Protocol):
     name: str
+    iterations_done: list[int]  # per `act`: optimizer iterations the plan ran
 
     def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None: ...
 
@@ -90,19 +90,23 @@ class EdgeloopPolicy:
     def __init__(self, name: str, planner: Planner) -> None:
         self.name = name
         self.planner = planner
+        self.iterations_done: list[int] = []
 
     def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
         self.planner.set_goal(visual_latent, state_latent)
         self.planner.reset_warm_start()
 
     def act(self, latent: np.ndarray) -> np.ndarray:
-        return self.planner.plan(latent).action
+        result = self.planner.plan(latent)
+        self.iterations_done.append(result.iterations)
+        return result.action
 
 
 class PytorchMppiPolicy:
-    """pytorch-mppi's MPPI on the same trained predictor, run by torch, with the same cost.
+    """pytorch-mppi's MPPI on the same trained predictor, run by torch, with the config's cost terms.
 
     On `device` "cuda" when ours runs TensorRT (GPU against GPU), else on the CPU with our thread count.
+    `noise_std` is in normalized action units like ours; `temperature` is pytorch-mppi's lambda, in cost units.
     """
 
     name = "pytorch_mppi"
@@ -119,40 +123,89 @@ class PytorchMppiPolicy:
 
         from perception.nets import load_reference
 
+        if settings.cost.bounds.weight > 0:
+            # pytorch-mppi clamps samples to the bounds before its cost sees them: nothing to penalize.
+            raise ValueError("pytorch_mppi: planner.cost.bounds has no counterpart in pytorch-mppi, which clamps "
+                             "samples before scoring them; set planner.cost.bounds.weight=0 for this comparison")
         torch.set_num_threads(threads)
         self._torch, self.device = torch, device
+        self.iterations_done: list[int] = []
         _config, _encoder, predictor = load_reference(weights)
         predictor.eval().to(device)
-        self._goal = torch.zeros(visual_dim, device=device)
+        self._goal = _TorchGoal(settings.cost, visual_dim, settings.horizon, action_low, action_high, device)
         half_range = torch.from_numpy((action_high - action_low) / 2)
-        distance = settings.cost.goal.distance
 
-        def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        def dynamics(state: torch.Tensor, action: torch.Tensor, _step: int) -> torch.Tensor:
             return predictor(state, action)
 
-        def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-            diff = state[:, :visual_dim] - self._goal
-            return diff.abs().sum(dim=1) if "l1" in str(distance) else diff.norm(dim=1)
-
         self._make = lambda: MPPI(
-            dynamics, running_cost, latent_dim, torch.diag((half_range * noise_std) ** 2).float().to(device),
+            dynamics, self._goal.running_cost, latent_dim,
+            torch.diag((half_range * noise_std) ** 2).float().to(device),
             num_samples=settings.samples, horizon=settings.horizon, lambda_=temperature,
             u_min=torch.from_numpy(action_low).float().to(device),
-            u_max=torch.from_numpy(action_high).float().to(device), device=device,
+            u_max=torch.from_numpy(action_high).float().to(device), device=device, step_dependent_dynamics=True,
         )
         self._controller = self._make()
 
     def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
-        if state_latent is not None:
-            raise ValueError("pytorch_mppi: the benchmark's cost for it scores visual goals only")
-        self._goal = self._torch.from_numpy(np.asarray(visual_latent, dtype=np.float32)).to(self.device)
+        self._goal.set(visual_latent, state_latent)
         self._controller = self._make()
 
     def act(self, latent: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
             state = self._torch.from_numpy(np.asarray(latent, dtype=np.float32)).to(self.device)
             action = self._controller.command(state)
+        self.iterations_done.append(1)  # pytorch-mppi refines once per command
         return np.asarray(action.cpu().numpy(), dtype=np.float64)
+
+
+class _TorchGoal:
+    """Our cost terms (planning/costs.py) per rollout step in torch, in the form pytorch-mppi calls:
+    goal and state-goal distances (every step or the last), action magnitude and rate in normalized units."""
+
+    def __init__(self, cost: CostSettings, visual_dim: int, horizon: int, action_low: np.ndarray,
+                 action_high: np.ndarray, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.cost, self.visual_dim, self.horizon = cost, visual_dim, horizon
+        self._center = torch.from_numpy((action_high + action_low) / 2).float().to(device)
+        self._half_range = torch.from_numpy((action_high - action_low) / 2).float().to(device)
+        self._device = device
+        self.visual: torch.Tensor | None = None
+        self.state: torch.Tensor | None = None
+        self._previous_step: torch.Tensor | None = None  # normalized actions of step t - 1, for the rate term
+
+    def set(self, visual: np.ndarray | None, state: np.ndarray | None) -> None:
+        def tensor(value: np.ndarray | None) -> Any:
+            return None if value is None else self._torch.from_numpy(np.asarray(value, np.float32)).to(self._device)
+        self.visual, self.state = tensor(visual), tensor(state)
+
+    def running_cost(self, latents: Any, action: Any, step: int) -> Any:
+        cost = self.cost
+        total = self._torch.zeros(latents.shape[0], device=latents.device)
+        if self.visual is not None:
+            total += self._distance(cost.goal, latents[:, : self.visual_dim], self.visual, step)
+        if self.state is not None:
+            total += self._distance(cost.state_goal, latents[:, self.visual_dim :], self.state, step)
+        normalized = (action - self._center) / self._half_range
+        if cost.action_magnitude.weight > 0:
+            # Distance from the hold-still action (zero), as ours measures it.
+            hold_still = (-self._center / self._half_range).clamp(-1.0, 1.0)
+            total += cost.action_magnitude.weight * ((normalized - hold_still) ** 2).sum(dim=1)
+        if cost.action_rate.weight > 0 and step > 0 and self._previous_step is not None:
+            total += cost.action_rate.weight * ((normalized - self._previous_step) ** 2).sum(dim=1)
+        self._previous_step = normalized
+        return total
+
+    def _distance(self, term: DistanceTerm, part: Any, target: Any, step: int) -> Any:
+        if term.weight == 0 or (term.steps == "last" and step != self.horizon - 1):
+            return 0.0
+        if term.distance == "cosine":
+            similarity = (part @ target) / (part.norm(dim=1) * target.norm()).clamp_min(1e-12)
+            return term.weight * (1.0 - similarity)
+        diff = part - target
+        return term.weight * (diff.abs().sum(dim=1) if term.distance == "l1" else diff.norm(dim=1))
 
 
 def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
@@ -201,6 +254,7 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
     arm.close()
     ms = np.asarray(plan_ms)
     return {
+        "mean_iterations": float(np.mean(policy.iterations_done)),
         "ms_per_plan": float(np.median(ms)),
         "ms_per_plan_p90": float(np.percentile(ms, 90)),
         "success_rate": sum(o["reached"] for o in outcomes) / len(outcomes),
@@ -218,12 +272,17 @@ def load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]]
     return goals[:count], goals_file.parent
 
 
-def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float = 0.5,
+def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float | None = None,
                   mppi_temperature: float = 1.0, tolerance_m: float = 0.05) -> dict[str, Any]:
-    """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim."""
+    """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim.
+
+    pytorch-mppi samples with `mppi_noise_std` (normalized units; default: the config's `planner.mppi.noise_std`)
+    and softmins with `mppi_temperature` (its lambda, in cost units, which have no counterpart in ours).
+    """
     model = load_world_model(config)
     manifest = model.manifest
     goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
+    noise_std = config.planner.mppi.noise_std if mppi_noise_std is None else mppi_noise_std
     results: dict[str, Any] = {}
     for name in planners:
         policy: Policy
@@ -232,7 +291,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
                 raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
             policy = PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
                                        manifest.latent_dim, model.action_low, model.action_high,
-                                       noise_std=mppi_noise_std, temperature=mppi_temperature,
+                                       noise_std=noise_std, temperature=mppi_temperature,
                                        device="cuda" if model.backend == "tensorrt" else "cpu",
                                        threads=config.model.threads)
         else:
@@ -241,8 +300,6 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
                                     tolerance_m=tolerance_m)
         results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend
-        # pytorch-mppi refines once per command; ours run the config's iterations.
-        results[name]["iterations"] = 1 if name == "pytorch_mppi" else config.planner.iterations
     if "pytorch_mppi" in results:
         theirs = results["pytorch_mppi"]["ms_per_plan"]
         for entry in results.values():
@@ -252,6 +309,8 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         "samples": config.planner.samples,
         "horizon": config.planner.horizon,
         "iterations": config.planner.iterations,
+        "cost": config.planner.cost.model_dump(),
+        "pytorch_mppi": {"noise_std": noise_std, "temperature": mppi_temperature},
         "goals": goal_count,
         "tolerance_m": tolerance_m,
         "planners": results,
@@ -259,6 +318,9 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
 
 
 def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
+    """A planner that runs every configured iteration: benchmarks measure the configured work, so the
+    config's `deadline_ms` (which would cut plans by how loaded the machine is) is left out."""
+    settings = settings.model_copy(update={"deadline_ms": None})
     return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high,
                    model.manifest.control_period_s)
 
@@ -283,6 +345,7 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
             result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
                                  tolerance_m=tolerance_m)
             rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
-                         "varied": key, "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
+                         "mean_iterations": result["mean_iterations"], "varied": key,
+                         "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
                          "mean_ticks": result["mean_ticks"], "mean_final_distance": result["mean_final_distance"]})
     return rows

@@ -116,7 +116,9 @@ def bench_model(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
-    """Median latency of preprocess, encode, a batched predictor step and a whole plan, per backend."""
+    """Median latency of preprocess, encode, a batched predictor step and a whole plan, per backend.
+
+    The plan runs every configured iteration (the config's deadline_ms is left out)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -151,10 +153,17 @@ def bench_planner(
     sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
     tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
     = 0.05,
+    mppi_noise_std: Annotated[float | None, typer.Option(
+        min=0.001, help="pytorch-mppi's sampling spread, normalized action units (default: planner.mppi.noise_std)."
+    )] = None,
+    mppi_temperature: Annotated[float, typer.Option(min=1e-6, help="pytorch-mppi's lambda, in cost units.")] = 1.0,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
-    """Closed loop in the in-process sim: our planners and pytorch-mppi on the same predictor and goals."""
+    """Closed loop in the in-process sim: our planners and pytorch-mppi on the same predictor and goals.
+
+    Every plan runs all of planner.iterations: the config's deadline_ms is left out so that results measure
+    the configured work, not how loaded the machine is."""
     from runtime.bench import bench_planner as measure
     from runtime.bench import sweep_planner
     from runtime.config import ConfigError, load_config
@@ -166,7 +175,8 @@ def bench_planner(
                                                       "iterations": [1, 2, 3, 5]}, tolerance_m=tolerance_m)
             result: dict[str, object] = {"sweep": rows}
         else:
-            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"], tolerance_m=tolerance_m)
+            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"], tolerance_m=tolerance_m,
+                            mppi_noise_std=mppi_noise_std, mppi_temperature=mppi_temperature)
             result = found
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from exc
@@ -181,7 +191,8 @@ def bench_planner(
     for name, entry in found["planners"].items():
         ratio = entry.get("speedup_vs_pytorch_mppi")
         speedup = f"  {ratio:.2f}x pytorch-mppi" if ratio is not None else ""
-        typer.echo(f"{name:20s} {entry['engine']:12s} {entry['iterations']} it  success {entry['success_rate']:.0%}  "
+        typer.echo(f"{name:20s} {entry['engine']:12s} {entry['mean_iterations']:.0f} it  "
+                   f"success {entry['success_rate']:.0%}  "
                    f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
                    f"ticks {entry['mean_ticks']:.1f}{speedup}")
 

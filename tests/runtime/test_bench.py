@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -51,11 +52,13 @@ def test_bench_model_without_a_camera_calibration_reports_no_undistortion() -> N
 
 def test_planners_and_pytorch_mppi_drive_the_arm_to_the_same_goals() -> None:
     pytest.importorskip("pytorch_mppi")
-    config = load_config("configs/demo.yaml")
+    # A budget no plan can keep: the benchmark must still run every configured iteration.
+    config = load_config("configs/demo.yaml", ["planner.deadline_ms=0.001"])
     result = bench_planner(config, 3, ["cem", "pytorch_mppi"])
     ours, theirs = result["planners"]["cem"], result["planners"]["pytorch_mppi"]
     assert (ours["engine"], theirs["engine"]) == ("onnxruntime", "torch (cpu)")
-    assert (ours["iterations"], theirs["iterations"]) == (config.planner.iterations, 1)
+    assert (ours["mean_iterations"], theirs["mean_iterations"]) == (config.planner.iterations, 1)
+    assert result["pytorch_mppi"] == {"noise_std": config.planner.mppi.noise_std, "temperature": 1.0}
     assert len(ours["goals"]) == len(theirs["goals"]) == 3
     # The shipped model and default CEM reach every held-out goal (50/50 in docs/benchmarks.md).
     assert ours["success_rate"] == 1.0
@@ -98,3 +101,46 @@ def test_cli_refuses_more_goals_than_the_set_has() -> None:
     result = CliRunner().invoke(app, ["bench", "planner", "--goals", "1000", "--planner", "cem"])
     assert result.exit_code != 0
     assert "goals.json" in result.output and "1000" in result.output
+
+
+def test_pytorch_mppi_refuses_a_bound_penalty_it_cannot_apply() -> None:
+    pytest.importorskip("pytorch_mppi")
+    config = load_config("configs/demo.yaml", ["planner.cost.bounds.weight=1"])
+    with pytest.raises(ValueError, match=r"planner\.cost\.bounds"):
+        bench_planner(config, 1, ["pytorch_mppi"])
+
+
+@pytest.mark.parametrize("terms", [
+    ["planner.cost.goal.distance=l1"],
+    ["planner.cost.goal.distance=l2", "planner.cost.goal.steps=last", "planner.cost.goal.weight=2.5"],
+    ["planner.cost.goal.distance=cosine", "planner.cost.state_goal.distance=l2", "planner.cost.state_goal.steps=all"],
+    ["planner.cost.action_magnitude.weight=0.3", "planner.cost.action_rate.weight=0.7"],
+])
+def test_pytorch_mppi_scores_rollouts_with_our_cost_terms(terms: list[str]) -> None:
+    torch = pytest.importorskip("torch")
+    from planning.costs import Goal, RolloutCost
+    from runtime.bench import _TorchGoal
+
+    settings = load_config("configs/demo.yaml", terms).planner
+    n, h, visual_dim, latent_dim = 16, settings.horizon, 6, 10
+    low, high = np.array([-2.0, -1.0, 0.0]), np.array([2.0, 3.0, 1.0])  # asymmetric: zero off-centre and at a bound
+    rng = np.random.default_rng(4)
+    latents = rng.standard_normal((h, n, latent_dim)).astype(np.float32)
+    physical = rng.uniform(low, high, (n, h, 3)).astype(np.float32)
+    goal = Goal(rng.standard_normal(visual_dim).astype(np.float32),
+                rng.standard_normal(latent_dim - visual_dim).astype(np.float32))
+
+    center, half = (high + low) / 2, (high - low) / 2
+    normalized = ((physical - center) / half).astype(np.float32)
+    ours = np.zeros(n)
+    cost = RolloutCost(settings.cost, visual_dim, latent_dim, n, h, 3, np.clip(-center / half, -1, 1))
+    cost.add_actions(normalized, normalized, None, ours)
+    for step in range(h):
+        cost.add_step(latents[step], goal, step, ours)
+
+    theirs = _TorchGoal(settings.cost, visual_dim, h, low, high, "cpu")
+    theirs.set(goal.visual, goal.state)
+    total = sum(theirs.running_cost(torch.from_numpy(latents[step]), torch.from_numpy(physical[:, step]), step)
+                for step in range(h))
+    assert ours.min() > 0
+    np.testing.assert_allclose(total.numpy(), ours, rtol=1e-4)
