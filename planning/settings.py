@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Every number must be finite: an infinite weight or spread would turn every cost or sample into nan.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class CemSettings(_Settings):
@@ -76,7 +77,7 @@ class PlannerSettings(_Settings):
     samples: int = Field(256, ge=4, le=100_000, description="Action sequences per iteration (N).")
     horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H), one control period each.")
     iterations: int = Field(3, ge=1, le=100, description="Most optimizer iterations per plan (K).")
-    seed: int = Field(0, description="Sampling seed.")
+    seed: int = Field(0, ge=0, description="Sampling seed.")
     deadline_ms: float | None = Field(
         None, gt=0, description="Time budget per plan; iterating stops when the next iteration would overrun it."
     )

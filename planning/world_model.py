@@ -44,6 +44,9 @@ class WorldModel:
         """Latent (latent_dim,) of one BGR frame and its proprio vector (zeros when unknown)."""
         if proprio is None:
             self._proprio.fill(0.0)
+        elif np.size(proprio) != self.manifest.proprio_dim:
+            raise ValueError(f"proprio: {np.size(proprio)} values given; the model's encoder takes "
+                             f"{self.manifest.proprio_dim}")
         else:
             self._proprio[0] = proprio
         image = self.preprocess(frame_bgr)[None]  # one frame -> a batch of one

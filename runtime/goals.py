@@ -7,7 +7,6 @@ joint states become the proprio part through the encoder's proprio branch, held 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,21 +49,29 @@ def recording_frame(path: Path, frame: int, key: str = "goal.recording") -> np.n
     """Image number `frame` (from 0, in recording order) of an MCAP recording's camera channel."""
     if frame < 0:
         raise GoalError(f"{key}: {path}: frame must be 0 or more, got {frame}")
+    count = 0
     try:
-        found = list(itertools.islice(iter_images(path), frame + 1))
+        # Streamed: only the wanted frame is kept, however long the recording.
+        for _seq, _stamp, image in iter_images(path):
+            if count == frame:
+                return image
+            count += 1
     except RecordingError as exc:
         raise GoalError(f"{key}: {exc}") from exc
-    if len(found) <= frame:
-        raise GoalError(f"{key}: {path}: has {len(found)} camera frame(s); frame {frame} does not exist")
-    return found[frame][2]
+    raise GoalError(f"{key}: {path}: has {count} camera frame(s); frame {frame} does not exist")
 
 
 def encode_goal(world_model: WorldModel, view: np.ndarray | None, state: np.ndarray | list[float] | None,
-                description: str, state_key: str) -> GoalTarget:
-    """Encode a goal view and/or joint state; errors name `state_key` when the state does not fit the model."""
+                description: str, state_key: str, view_key: str) -> GoalTarget:
+    """Encode a goal view and/or joint state; errors name `view_key` or `state_key` when either does not fit."""
     if view is None and state is None:
         raise GoalError(f"{description}: a goal needs a view, a joint state, or both")
-    visual = world_model.encode_goal_image(view) if view is not None else None
+    visual = None
+    if view is not None:
+        try:
+            visual = world_model.encode_goal_image(view)
+        except ValueError as exc:  # e.g. a view whose size is not the one the camera calibration is for
+            raise GoalError(f"{view_key}: {exc}") from exc
     proprio = None
     if state is not None:
         try:
@@ -77,19 +84,22 @@ def encode_goal(world_model: WorldModel, view: np.ndarray | None, state: np.ndar
 def goal_from_config(section: GoalSection, world_model: WorldModel) -> GoalTarget | None:
     """The start goal of a run config's `goal` section; None when the section names none."""
     view: np.ndarray | None = None
+    view_key = ""
     parts: list[str] = []
     if section.image is not None:
         view = read_goal_image(section.image)
+        view_key = f"goal.image: {section.image}"
         parts.append(f"image {section.image}")
     elif section.recording is not None:
         assert section.frame is not None  # the config schema requires frame with recording
         view = recording_frame(section.recording, section.frame)
+        view_key = f"goal.recording: {section.recording}: frame {section.frame}"
         parts.append(f"frame {section.frame} of {section.recording}")
     if section.state is not None:
         parts.append(f"state {section.state}")
     if not parts:
         return None
-    return encode_goal(world_model, view, section.state, " + ".join(parts), "goal.state")
+    return encode_goal(world_model, view, section.state, " + ".join(parts), "goal.state", view_key)
 
 
 def goal_from_message(message: protocol.Goal, world_model: WorldModel,
@@ -106,8 +116,9 @@ def goal_from_message(message: protocol.Goal, world_model: WorldModel,
         parts.append(f"image {view.shape[1]}x{view.shape[0]}")
     if message.state is not None:
         parts.append(f"state {[round(float(q), 4) for q in message.state]}")
+    view_field = "'capture' (the current view)" if message.capture else "field 'image'"
     return encode_goal(world_model, view, message.state, f"goal message seq {message.seq}: " + " + ".join(parts),
-                       f"goal message seq {message.seq}: field 'state'")
+                       f"goal message seq {message.seq}: field 'state'", f"goal message seq {message.seq}: {view_field}")
 
 
 class GoalServer:

@@ -36,7 +36,8 @@ from runtime.world import load_world_model
 StopCondition = Callable[[protocol.State | None], bool]
 
 # Counters this loop adds to the telemetry's own.
-LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits")
+LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
+                 "wrong_state_dim")
 
 
 def new_run_dir(runs_dir: Path) -> Path:
@@ -99,6 +100,7 @@ class ControlLoop:
         self._chunk_stamp = 0
         self._last_plan_at: float | None = None  # perf_counter of the plan the warm start comes from
         self._previous_action = np.zeros(self.world_model.action_dim)  # last command in force (0: held still)
+        self._wrong_state_shape: tuple[int, int] | None = None  # last (q, dq) sizes reported as not fitting
         self._last_status = 0.0
         self._status = config.loop.status_line and sys.stderr.isatty()
 
@@ -160,6 +162,19 @@ class ControlLoop:
     def _proprio(self, state: protocol.State) -> np.ndarray:
         return np.concatenate([state.q, state.dq]).astype(np.float32)
 
+    def _fits_model(self, state: protocol.State) -> bool:
+        """A state whose [q, dq] is the model's proprio input; else said once per distinct shape, then counted."""
+        expected = self.world_model.manifest.proprio_dim
+        if state.q.size == state.dq.size and state.q.size + state.dq.size == expected:
+            return True
+        shape = (state.q.size, state.dq.size)
+        if shape != self._wrong_state_shape:
+            self._wrong_state_shape = shape
+            self._say(f"controller state seq {state.seq} dropped: fields 'q' and 'dq' have {shape[0]} and "
+                      f"{shape[1]} values; the model's proprio input [q, dq] takes {expected // 2} each "
+                      f"({expected} values); the loop sends stop until states fit")
+        return False
+
     def _replan(self) -> None:
         """Drop what is left of the action chunk: the next tick that acts plans first."""
         self._chunk = None
@@ -186,7 +201,11 @@ class ControlLoop:
         with self.telemetry.stage("state"):
             state = self.link.latest_state()
         if state is not None:
-            self.state, self._state_seen = state, now
+            if self._fits_model(state):
+                self.state, self._state_seen = state, now
+            else:
+                counters["wrong_state_dim"] += 1
+                self.state = None  # never plan from an older state once the controller sends ones that do not fit
         fresh = self.frame is not None and (now - self._frame_seen) * 1000 <= self.config.source.frame_timeout_ms
         if self.goal_server is not None:
             # After the frame is read: a capture takes the newest view, and only a fresh one.

@@ -82,7 +82,9 @@ def test_edgeloop_run_refuses_a_calibration_of_another_size(tmp_path: Path) -> N
                                       "--set", "link.goal_endpoint=tcp://127.0.0.1:*",
                                       "--set", f"runs_dir={tmp_path / 'runs'}"])
     assert result.exit_code == 2
-    assert f"error: {camera}: the camera was calibrated at 640x480 pixels but this image is 64x64" in result.output
+    # Named: the config key and goal image that could not be used, then the calibration file and both sizes.
+    assert (f"error: goal.image: {GOAL.relative_to(GOAL.parents[3])}: {camera}: the camera was calibrated at 640x480 "
+            "pixels but this image is 64x64") in result.output.replace("\n", "")
     broken = tmp_path / "broken.yaml"
     broken.write_text("image_width: 64\n")
     result = CliRunner().invoke(app, ["run", "--config", "configs/demo.yaml", "--set", f"calibration.camera={broken}",

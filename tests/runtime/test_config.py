@@ -39,6 +39,18 @@ def test_unknown_key_is_named_with_its_path_and_file(tmp_path: Path) -> None:
     assert f"{path}: loop.rate_hz:" in text
 
 
+@pytest.mark.parametrize(("override", "named"), [
+    ("planner.seed=-1", r"planner\.seed: .*greater than or equal to 0"),
+    ("planner.cost.goal.weight=.inf", r"planner\.cost\.goal\.weight: .*finite"),
+    ("planner.cost.action_rate.weight=.nan", r"planner\.cost\.action_rate\.weight: .*finite"),
+    ("planner.pinned={0: .inf}", r"planner\.pinned\.0: .*finite"),
+    ("planner.mppi.temperature=.inf", r"planner\.mppi\.temperature: .*finite"),
+])
+def test_planner_numbers_that_would_break_planning_are_refused(override: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, [override])
+
+
 def test_elites_may_not_exceed_samples() -> None:
     with pytest.raises(ConfigError, match=r"elites \(20\) must not exceed samples \(10\)"):
         load_config(None, ["planner.samples=10", "planner.cem.elites=20"])

@@ -130,6 +130,39 @@ def test_action_chunks_plan_once_per_chunk_and_diagnostics_are_recorded(controll
         assert isinstance(plan["spread"], float)
 
 
+def test_states_that_do_not_fit_the_model_stop_the_robot_and_are_counted(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A controller with a different joint count: no plan from its states, stop sent, said once; then it fits."""
+    import cv2
+
+    from runtime.controller_client import ControllerLink
+
+    image = cv2.imread(str(GOAL))
+    with ControllerLink(2, command_endpoint=ANY, state_endpoint=ANY, frame_endpoint=ANY) as robot:
+        endpoints = {"command": robot.command_endpoint, "state": robot.state_endpoint,
+                     "frame": robot.frame_endpoint or ""}
+        loop = ControlLoop(loop_config(endpoints, tmp_path))
+        try:
+            def publish_and_tick(joints: int, ticks: int) -> None:
+                for _ in range(ticks):
+                    robot.publish_frame(image, time.time_ns())
+                    robot.publish_state(np.zeros(joints), np.zeros(joints), np.zeros(3), False, -1)
+                    time.sleep(0.01)
+                    loop.tick()
+
+            publish_and_tick(3, 40)  # the demo model's proprio input is [q, dq] of 2 joints
+            counters = loop.telemetry.counters
+            assert counters["wrong_state_dim"] > 10
+            assert counters["commands"] == 0 and counters["plans"] == 0 and counters["stops"] > 10
+            said = capsys.readouterr().err
+            assert said.count("dropped: fields 'q' and 'dq' have 3 and 3 values") == 1, said
+            assert "takes 2 each (4 values)" in said
+            publish_and_tick(2, 40)
+            assert counters["commands"] > 0
+        finally:
+            loop.close()
+
+
 def test_controller_killed_mid_run_then_back(tmp_path: Path) -> None:
     """The runtime keeps running, counts missing state, sends stops, and resumes when the controller returns."""
     first = SimControllerThread()
