@@ -34,6 +34,8 @@ class RolloutCost:
         self.horizon = horizon
         self.hold_still = np.asarray(hold_still, dtype=np.float32)  # (A,) normalized zero physical action
         self._scratch = np.empty((samples, max(visual_dim, latent_dim - visual_dim)), dtype=np.float32)
+        self._dot = np.empty(samples, dtype=np.float32)
+        self._norm = np.empty(samples, dtype=np.float32)
         self._action_scratch = np.empty((samples, horizon, action_dim), dtype=np.float32)
 
     def add_actions(self, raw: np.ndarray, samples: np.ndarray, previous: np.ndarray | None,
@@ -73,8 +75,14 @@ class RolloutCost:
         if term.weight == 0 or (term.steps == "last" and step != self.horizon - 1):
             return
         if term.distance == "cosine":
-            similarity = (part @ target) / np.maximum(np.linalg.norm(part, axis=1) * np.linalg.norm(target), _EPS)
-            out += term.weight * (1.0 - similarity)
+            similarity = np.matmul(part, target, out=self._dot)
+            norm = np.einsum("ij,ij->i", part, part, out=self._norm)
+            np.sqrt(norm, out=norm)
+            norm *= np.linalg.norm(target)
+            similarity /= np.maximum(norm, _EPS, out=norm)
+            np.subtract(1.0, similarity, out=similarity)
+            similarity *= term.weight
+            out += similarity
             return
         diff = np.subtract(part, target, out=self._scratch[:, : part.shape[1]])
         if term.distance == "l1":

@@ -47,9 +47,12 @@ def test_goal_distances() -> None:
 
 def test_cosine_distance_ignores_magnitude() -> None:
     latents = np.array([[2.0, 0.0], [0.5, 0.0], [0.0, 3.0], [-1.0, 0.0]])
-    goal = Goal(visual=np.array([1.0, 0.0], dtype=np.float32))
-    np.testing.assert_allclose(cost_of({"goal": {"distance": "cosine"}}, latents, goal), [0.0, 0.0, 1.0, 2.0],
-                               atol=1e-6)
+    for target in ([1.0, 0.0], [2.5, 0.0]):  # the goal's magnitude does not count either
+        goal = Goal(visual=np.array(target, dtype=np.float32))
+        np.testing.assert_allclose(cost_of({"goal": {"distance": "cosine"}}, latents, goal), [0.0, 0.0, 1.0, 2.0],
+                                   atol=1e-6)
+    weighted = cost_of({"goal": {"distance": "cosine", "weight": 3.0}}, latents, goal)
+    np.testing.assert_allclose(weighted, [0.0, 0.0, 3.0, 6.0], atol=1e-5)
 
 
 def test_steps_all_sums_and_last_scores_once() -> None:

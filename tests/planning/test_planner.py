@@ -148,6 +148,21 @@ def test_deadline_cuts_iterations(deadline_ms: float | None, iterations: int, hi
                                                                                               hit)
 
 
+def test_deadline_stops_before_an_iteration_that_would_overrun_it() -> None:
+    """Iterations of about 20 ms and a 30 ms budget: a second one would end near 40 ms, so it never starts."""
+    import time
+
+    def slow_step(latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        time.sleep(0.01)
+        return linear_step(latents, actions)
+
+    planner = make_planner(predict=slow_step, horizon=2, iterations=3, deadline_ms=30.0)
+    planner.set_goal(goal_of([1.0, 1.0]))
+    result = planner.plan(ZERO)
+    # Without the look-ahead the first iteration (~20 ms, inside the budget) would be followed by a second.
+    assert (result.iterations, result.deadline_hit) == (1, True)
+
+
 # -- rollout ------------------------------------------------------------------------------------------------------
 
 def test_one_batched_predictor_call_per_horizon_step() -> None:
