@@ -116,9 +116,10 @@ def goal_from_message(message: protocol.Goal, world_model: WorldModel,
         parts.append(f"image {view.shape[1]}x{view.shape[0]}")
     if message.state is not None:
         parts.append(f"state {[round(float(q), 4) for q in message.state]}")
+    named = f"goal message seq {message.seq}"
     view_field = "'capture' (the current view)" if message.capture else "field 'image'"
-    return encode_goal(world_model, view, message.state, f"goal message seq {message.seq}: " + " + ".join(parts),
-                       f"goal message seq {message.seq}: field 'state'", f"goal message seq {message.seq}: {view_field}")
+    return encode_goal(world_model, view, message.state, f"{named}: " + " + ".join(parts), f"{named}: field 'state'",
+                       f"{named}: {view_field}")
 
 
 class GoalServer:

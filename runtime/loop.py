@@ -144,6 +144,11 @@ class ControlLoop:
             edit = self.watcher.poll(self.config)
             if edit is None:
                 return
+            limit = self.world_model.predictor.max_batch
+            if limit is not None and edit.settings.samples > limit:
+                raise ReloadRefused(f"planner.samples: {edit.settings.samples} is more than the "
+                                    f"{self.world_model.backend} predictor takes ({limit}, its engine's profile); "
+                                    f"restart to build one for it")
             self.planner.update_settings(edit.settings)
         except (ReloadRefused, ValueError) as exc:
             counters["reload_errors"] += 1

@@ -55,7 +55,9 @@ class ConfigWatcher:
         self.path = Path(path)
         self.overrides = list(overrides)
         self.poll_interval_s = poll_interval_s
-        self._signature = self._stat()
+        # No baseline: the first poll re-reads the file against the config in force, so an edit saved while
+        # the runtime was starting (after the file was loaded, before this watcher existed) is not missed.
+        self._signature: tuple[int, int, int] | None = None
         self._next_poll = time.monotonic() + poll_interval_s
         self._requested = False
 

@@ -19,6 +19,8 @@ class Engine(ABC):
     backend: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    # Largest batch this engine runs (TensorRT: its optimization profile); None: any batch.
+    max_batch: int | None = None
 
     def __init__(self, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
         self.name = name

@@ -72,6 +72,7 @@ class TensorRTEngine(Engine):
             worker.stop(session.close)
             raise
         self._session, self._worker = session, worker
+        self.max_batch = min(high for _low, high in self.batch_limits.values())
         # Close on the owning thread when the engine is dropped or the interpreter exits, whichever comes first.
         self._finalizer = weakref.finalize(self, worker.stop, session.close)
 

@@ -220,6 +220,7 @@ def test_a_batch_beyond_the_profile_is_refused_naming_the_tensor_and_limit(manif
                                                                           engines_closed: list[TensorRTEngine]) -> None:
     engine, _ = open_engine(manifest, "predictor", cache, batch=predictor_batch(8, max_batch=16))
     engines_closed.append(engine)
+    assert engine.max_batch == 16  # what the loop checks hot-reloaded planner.samples against
     with pytest.raises(EngineError, match=r"input 'latent' has batch 17; .* takes 1 to 16"):
         engine.run(sample_feeds(manifest, "predictor", 17))
 

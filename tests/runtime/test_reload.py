@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +140,44 @@ def test_watcher_reports_changed_keys_and_ignores_untouched_files(tmp_path: Path
     with pytest.raises(ReloadRefused, match="not valid YAML"):
         watcher.poll(in_force)
     assert config_changes(in_force, in_force) == []
+
+
+def test_an_edit_saved_while_the_runtime_starts_is_not_missed(tmp_path: Path) -> None:
+    """The config in force was loaded before the watcher existed; an edit in between shows at the first poll."""
+    config_file = tmp_path / "run.yaml"
+    config = load_config(None, ["goal.image=null"])
+    _write(config_file, config)
+    in_force = load_config(config_file)
+    _write(config_file, _edited(config, "planner.iterations=2"))  # saved during start-up
+    watcher = ConfigWatcher(config_file, poll_interval_s=0.0)
+    edit = watcher.poll(in_force)
+    assert edit is not None and edit.changes == ["planner.iterations: 3 -> 2"]
+    assert watcher.poll(in_force.model_copy(update={"planner": edit.settings})) is None  # applied once
+
+
+def test_more_samples_than_the_engine_takes_are_refused_until_a_restart(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    controller = SimControllerThread()
+    config_file = tmp_path / "run.yaml"
+    config = loop_config(controller.endpoints, tmp_path)
+    _write(config_file, config)
+    loop = ControlLoop(load_config(config_file), config_file=config_file)
+    loop.world_model.predictor.max_batch = 256  # what a TensorRT predictor built for 256 samples reports
+    counters = loop.telemetry.counters
+    try:
+        _write(config_file, _edited(config, "planner.samples=512"))
+        give_up = time.monotonic() + 10
+        while counters["reload_errors"] == 0 and time.monotonic() < give_up:
+            loop.tick()
+            time.sleep(0.02)
+        assert (counters["reload_errors"], counters["reloads"]) == (1, 0)
+        assert loop.planner.settings.samples == 256
+        assert "planner.samples: 512 is more than the onnxruntime predictor takes (256" in capsys.readouterr().err
+        _write(config_file, _edited(config, "planner.samples=128"))  # within the profile: applies
+        while counters["reloads"] == 0 and time.monotonic() < give_up + 10:
+            loop.tick()
+            time.sleep(0.02)
+        assert loop.planner.settings.samples == 128
+    finally:
+        loop.close()
+        controller.stop()
