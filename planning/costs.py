@@ -36,6 +36,7 @@ class RolloutCost:
         self._scratch = np.empty((samples, max(visual_dim, latent_dim - visual_dim)), dtype=np.float32)
         self._dot = np.empty(samples, dtype=np.float32)
         self._norm = np.empty(samples, dtype=np.float32)
+        self._term = np.empty(samples, dtype=np.float64)  # the cost buffer's dtype: added without a cast buffer
         self._action_scratch = np.empty((samples, horizon, action_dim), dtype=np.float32)
 
     def add_actions(self, raw: np.ndarray, samples: np.ndarray, previous: np.ndarray | None,
@@ -75,14 +76,15 @@ class RolloutCost:
         if term.weight == 0 or (term.steps == "last" and step != self.horizon - 1):
             return
         if term.distance == "cosine":
-            similarity = np.matmul(part, target, out=self._dot)
-            norm = np.einsum("ij,ij->i", part, part, out=self._norm)
+            # same_kind: a Python-API predictor may return float64 latents; the scratch stays float32.
+            similarity = np.matmul(part, target, out=self._dot, casting="same_kind")
+            norm = np.einsum("ij,ij->i", part, part, out=self._norm, casting="same_kind")
             np.sqrt(norm, out=norm)
             norm *= np.linalg.norm(target)
             similarity /= np.maximum(norm, _EPS, out=norm)
-            np.subtract(1.0, similarity, out=similarity)
-            similarity *= term.weight
-            out += similarity
+            distance = np.subtract(1.0, similarity, out=self._term)
+            distance *= term.weight
+            out += distance
             return
         diff = np.subtract(part, target, out=self._scratch[:, : part.shape[1]])
         if term.distance == "l1":

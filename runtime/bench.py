@@ -169,12 +169,17 @@ class _TorchGoal:
 
         self._torch = torch
         self.cost, self.visual_dim, self.horizon = cost, visual_dim, horizon
-        self._center = torch.from_numpy((action_high + action_low) / 2).float().to(device)
-        self._half_range = torch.from_numpy((action_high - action_low) / 2).float().to(device)
+        center, half_range = (action_high + action_low) / 2, (action_high - action_low) / 2
+        self._center = torch.from_numpy(center).float().to(device)
+        self._half_range = torch.from_numpy(half_range).float().to(device)
+        self._hold_still = torch.from_numpy(np.clip(-center / half_range, -1.0, 1.0)).float().to(device)
+        self._action_terms = cost.action_magnitude.weight > 0 or cost.action_rate.weight > 0
         self._device = device
         self.visual: torch.Tensor | None = None
         self.state: torch.Tensor | None = None
-        self._previous_step: torch.Tensor | None = None  # normalized actions of step t - 1, for the rate term
+        # Normalized actions of step t - 1, for the rate term: pytorch-mppi 0.9 calls running_cost only while
+        # rolling out, at t = 0, 1, ... in order, so the previous call was the previous step of the same batch.
+        self._previous_step: torch.Tensor | None = None
 
     def set(self, visual: np.ndarray | None, state: np.ndarray | None) -> None:
         def tensor(value: np.ndarray | None) -> Any:
@@ -182,20 +187,22 @@ class _TorchGoal:
         self.visual, self.state = tensor(visual), tensor(state)
 
     def running_cost(self, latents: Any, action: Any, step: int) -> Any:
+        # Only the terms with weight, as ours: no torch work is timed against them that ours skips.
         cost = self.cost
-        total = self._torch.zeros(latents.shape[0], device=latents.device)
+        total: Any = 0.0
         if self.visual is not None:
-            total += self._distance(cost.goal, latents[:, : self.visual_dim], self.visual, step)
+            total = total + self._distance(cost.goal, latents[:, : self.visual_dim], self.visual, step)
         if self.state is not None:
-            total += self._distance(cost.state_goal, latents[:, self.visual_dim :], self.state, step)
-        normalized = (action - self._center) / self._half_range
-        if cost.action_magnitude.weight > 0:
-            # Distance from the hold-still action (zero), as ours measures it.
-            hold_still = (-self._center / self._half_range).clamp(-1.0, 1.0)
-            total += cost.action_magnitude.weight * ((normalized - hold_still) ** 2).sum(dim=1)
-        if cost.action_rate.weight > 0 and step > 0 and self._previous_step is not None:
-            total += cost.action_rate.weight * ((normalized - self._previous_step) ** 2).sum(dim=1)
-        self._previous_step = normalized
+            total = total + self._distance(cost.state_goal, latents[:, self.visual_dim :], self.state, step)
+        if self._action_terms:
+            normalized = (action - self._center) / self._half_range
+            if cost.action_magnitude.weight > 0:
+                total = total + cost.action_magnitude.weight * ((normalized - self._hold_still) ** 2).sum(dim=1)
+            if cost.action_rate.weight > 0 and step > 0 and self._previous_step is not None:
+                total = total + cost.action_rate.weight * ((normalized - self._previous_step) ** 2).sum(dim=1)
+            self._previous_step = normalized
+        if isinstance(total, float):  # every term off at this step (e.g. a last-step goal before the last step)
+            return self._torch.zeros(latents.shape[0], device=latents.device)
         return total
 
     def _distance(self, term: DistanceTerm, part: Any, target: Any, step: int) -> Any:

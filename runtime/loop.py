@@ -168,16 +168,17 @@ class ControlLoop:
         return np.concatenate([state.q, state.dq]).astype(np.float32)
 
     def _fits_model(self, state: protocol.State) -> bool:
-        """A state whose [q, dq] is the model's proprio input; else said once per distinct shape, then counted."""
+        """A state whose [q, dq] is the model's proprio input; else said (once until states fit again)."""
         expected = self.world_model.manifest.proprio_dim
         if state.q.size == state.dq.size and state.q.size + state.dq.size == expected:
             return True
         shape = (state.q.size, state.dq.size)
         if shape != self._wrong_state_shape:
             self._wrong_state_shape = shape
+            each = f"{expected // 2} each, " if expected % 2 == 0 else ""
             self._say(f"controller state seq {state.seq} dropped: fields 'q' and 'dq' have {shape[0]} and "
-                      f"{shape[1]} values; the model's proprio input [q, dq] takes {expected // 2} each "
-                      f"({expected} values); the loop sends stop until states fit")
+                      f"{shape[1]} values; the model's proprio input [q, dq] takes {each}{expected} values; "
+                      f"the loop sends stop until states fit")
         return False
 
     def _replan(self) -> None:
@@ -208,6 +209,7 @@ class ControlLoop:
         if state is not None:
             if self._fits_model(state):
                 self.state, self._state_seen = state, now
+                self._wrong_state_shape = None
             else:
                 counters["wrong_state_dim"] += 1
                 self.state = None  # never plan from an older state once the controller sends ones that do not fit
@@ -221,6 +223,8 @@ class ControlLoop:
         if not fresh or self.frame is None:
             counters["stale_frames"] += 1
             self._send_stop("no fresh frame")
+        elif self._wrong_state_shape is not None:
+            self._send_stop("controller state does not fit the model")
         elif self.state is None or (now - self._state_seen) * 1000 > self.config.link.state_timeout_ms:
             counters["missing_state"] += 1
             self._send_stop("no controller state")

@@ -28,7 +28,7 @@ def column(*values: float) -> np.ndarray:
 
 def test_mppi_weighs_finite_samples_by_softmin_and_ignores_infinite_ones() -> None:
     mppi = optimizer("mppi", mppi={"temperature": 0.5})
-    mppi.update(column(0.2, 0.6, 9.0, -9.0), np.array([0.0, 1.0, INF, INF]))
+    mppi.update(column(0.2, 0.6, 9.0, -9.0), np.array([0.0, 1.0, INF, math.nan]))
     # Cost spread over the finite costs is 0.5, so the softmin scale is 0.5 * 0.5 = 0.25.
     weight = math.exp(-1.0 / 0.25)
     assert mppi.mean[0, 0] == pytest.approx((0.2 + weight * 0.6) / (1.0 + weight), rel=1e-5)

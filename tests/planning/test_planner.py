@@ -165,6 +165,21 @@ def test_deadline_stops_before_an_iteration_that_would_overrun_it() -> None:
 
 # -- rollout ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+def test_a_predictor_returning_float64_plans_like_a_float32_one(distance: str) -> None:
+    """Python-API predictors may return float64: the cost's float32 scratch buffers take them."""
+    plans = []
+    for dtype in (np.float32, np.float64):
+        def predict(latents: np.ndarray, actions: np.ndarray, dtype: Any = dtype) -> np.ndarray:
+            return linear_step(latents, actions).astype(dtype)
+
+        planner = make_planner(predict=predict, cost={"goal": {"distance": distance}})
+        planner.set_goal(goal_of([1.0, -0.5]))
+        plans.append(planner.plan(ZERO + 0.01))
+    assert np.isfinite(plans[1].cost)
+    np.testing.assert_allclose(plans[1].sequence, plans[0].sequence, atol=1e-4)
+
+
 def test_one_batched_predictor_call_per_horizon_step() -> None:
     _, predict, _ = planned_once(samples=64, horizon=4)
     assert predict.batches == [64] * (6 * 4)

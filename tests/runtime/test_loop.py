@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import protocol
 from runtime.config import RunConfig, load_config
 from runtime.link import RuntimeLink
 from runtime.loop import ControlLoop
@@ -143,22 +144,35 @@ def test_states_that_do_not_fit_the_model_stop_the_robot_and_are_counted(tmp_pat
                      "frame": robot.frame_endpoint or ""}
         loop = ControlLoop(loop_config(endpoints, tmp_path))
         try:
+            received: list[protocol.Command | protocol.Stop] = []
+
             def publish_and_tick(joints: int, ticks: int) -> None:
+                """A controller's cycle: publish, let the loop tick, take what it sent (as a robot polls)."""
                 for _ in range(ticks):
                     robot.publish_frame(image, time.time_ns())
                     robot.publish_state(np.zeros(joints), np.zeros(joints), np.zeros(3), False, -1)
                     time.sleep(0.01)
                     loop.tick()
+                    message = robot.poll(timeout_ms=5)
+                    if message is not None:
+                        received.append(message)
 
             publish_and_tick(3, 40)  # the demo model's proprio input is [q, dq] of 2 joints
             counters = loop.telemetry.counters
             assert counters["wrong_state_dim"] > 10
             assert counters["commands"] == 0 and counters["plans"] == 0 and counters["stops"] > 10
+            assert counters["missing_state"] == 0  # states arrive; they do not fit
+            assert received and all(isinstance(message, protocol.Stop) for message in received)
+            assert {message.reason for message in received} == {"controller state does not fit the model"}
             said = capsys.readouterr().err
             assert said.count("dropped: fields 'q' and 'dq' have 3 and 3 values") == 1, said
-            assert "takes 2 each (4 values)" in said
+            assert "takes 2 each, 4 values" in said
+            received.clear()
             publish_and_tick(2, 40)
-            assert counters["commands"] > 0
+            assert counters["commands"] > 0 and isinstance(received[-1], protocol.Command)
+            publish_and_tick(3, 5)  # wrong again: said again, and stopped again
+            assert capsys.readouterr().err.count("have 3 and 3 values") == 1
+            assert isinstance(received[-1], protocol.Stop)
         finally:
             loop.close()
 
