@@ -280,7 +280,7 @@ def load_goal_set(manifest_path: Path, count: int) -> tuple[list[dict[str, Any]]
 
 
 def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float | None = None,
-                  mppi_temperature: float = 1.0, tolerance_m: float = 0.05) -> dict[str, Any]:
+                  mppi_temperature: float = 0.1, tolerance_m: float = 0.05) -> dict[str, Any]:
     """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim.
 
     pytorch-mppi samples with `mppi_noise_std` (normalized units; default: the config's `planner.mppi.noise_std`)

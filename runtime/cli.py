@@ -154,9 +154,12 @@ def bench_planner(
     tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
     = 0.05,
     mppi_noise_std: Annotated[float | None, typer.Option(
-        min=0.001, help="pytorch-mppi's sampling spread, normalized action units (default: planner.mppi.noise_std)."
+        min=0.001, help="pytorch-mppi's sampling spread, normalized action units "
+                        "(default: planner.mppi.noise_std; not used by --sweep)."
     )] = None,
-    mppi_temperature: Annotated[float, typer.Option(min=1e-6, help="pytorch-mppi's lambda, in cost units.")] = 1.0,
+    mppi_temperature: Annotated[float, typer.Option(
+        min=1e-6, help="pytorch-mppi's lambda, in cost units (0.1: its best in docs/benchmarks.md)."
+    )] = 0.1,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
