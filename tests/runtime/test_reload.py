@@ -42,13 +42,18 @@ class PredictBatches:
         return self.predict(latents, actions)
 
 
-def test_planner_edits_apply_and_bad_edits_are_refused(tmp_path: Path, wait_until: Callable[..., bool],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    controller = SimControllerThread()
+def _watching_loop(controller: SimControllerThread, tmp_path: Path) -> tuple[ControlLoop, Path, RunConfig]:
+    """A loop run from a config file it watches, against `controller`: (loop, the file, the config written)."""
     config_file = tmp_path / "run.yaml"
     config = loop_config(controller.endpoints, tmp_path)
     _write(config_file, config)
-    loop = ControlLoop(load_config(config_file), config_file=config_file)
+    return ControlLoop(load_config(config_file), config_file=config_file), config_file, config
+
+
+def test_planner_edits_apply_and_bad_edits_are_refused(tmp_path: Path, wait_until: Callable[..., bool],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    controller = SimControllerThread()
+    loop, config_file, config = _watching_loop(controller, tmp_path)
     batches = PredictBatches(loop.planner.predict)
     loop.planner.predict = batches
     runner = threading.Thread(target=loop.run, kwargs={"duration_s": 60.0}, daemon=True)
@@ -158,10 +163,7 @@ def test_an_edit_saved_while_the_runtime_starts_is_not_missed(tmp_path: Path) ->
 def test_more_samples_than_the_engine_takes_are_refused_until_a_restart(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     controller = SimControllerThread()
-    config_file = tmp_path / "run.yaml"
-    config = loop_config(controller.endpoints, tmp_path)
-    _write(config_file, config)
-    loop = ControlLoop(load_config(config_file), config_file=config_file)
+    loop, config_file, config = _watching_loop(controller, tmp_path)
     loop.world_model.predictor.max_batch = 256  # what a TensorRT predictor built for 256 samples reports
     counters = loop.telemetry.counters
     try:
