@@ -32,7 +32,7 @@ class PlanResult:
     iterations: int  # iterations done (fewer than configured when the deadline cut them)
     ms: float
     best_cost_per_iteration: list[float]
-    spread: float  # mean std of the final sampling distribution over unpinned dimensions, normalized units
+    spread: float  # mean std of the last iteration's sampling distribution, unpinned dimensions, normalized units
     deadline_hit: bool  # the time budget stopped iterating early
     chosen: Chosen  # where the best sequence came from
 
@@ -222,10 +222,12 @@ class Planner:
                 best[:] = self._samples[index]
                 chosen = self._source_of(iteration, index)
             history.append(best_cost)
-            self.optimizer.update(self._samples, costs)
+            if iteration + 1 == settings.iterations:
+                break  # the last iteration: a refit would never be sampled (the next plan resets the optimizer)
             if self._out_of_time(started, iteration):
                 deadline_hit = True
                 break
+            self.optimizer.update(self._samples, costs)
         self._previous = best
         sequence = self._to_physical(best)
         spread = self.optimizer.spread()[:, self._free_dims]
@@ -252,7 +254,7 @@ class Planner:
     def _out_of_time(self, started: float, iteration: int) -> bool:
         """After iteration `iteration`: would one more (at the mean pace so far) overrun the budget?"""
         budget_ms = self.settings.deadline_ms
-        if budget_ms is None or iteration + 1 >= self.settings.iterations:
+        if budget_ms is None:
             return False
         spent_ms = (time.perf_counter() - started) * 1000.0
         return spent_ms * (iteration + 2) / (iteration + 1) > budget_ms

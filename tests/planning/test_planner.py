@@ -163,6 +163,17 @@ def test_deadline_stops_before_an_iteration_that_would_overrun_it() -> None:
     assert (result.iterations, result.deadline_hit) == (1, True)
 
 
+def test_the_last_iteration_is_not_refitted_and_its_spread_is_reported() -> None:
+    """A refit after the last iteration would never be sampled: one CEM iteration reports its starting spread."""
+    spreads = []
+    for iterations in (1, 2):
+        planner = make_planner(iterations=iterations, cem={"init_std": 0.5, "min_std": 0.01})
+        planner.set_goal(goal_of([1.0, 1.0]))
+        spreads.append(planner.plan(ZERO).spread)
+    assert spreads[0] == pytest.approx(0.5)
+    assert spreads[1] < 0.5  # the second iteration sampled from the refit of the first
+
+
 # -- rollout ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
