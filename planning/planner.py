@@ -50,6 +50,21 @@ class PlanResult:
         }
 
 
+def check_pins(pinned: dict[int, float], action_low: np.ndarray,
+               action_high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`planner.pinned` against a model's action bounds: (dimensions, values), or ValueError naming the pin."""
+    for dim, value in pinned.items():
+        if dim >= len(action_low):
+            raise ValueError(f"planner.pinned: action dimension {dim} does not exist "
+                             f"(the model has {len(action_low)})")
+        if not action_low[dim] <= value <= action_high[dim]:
+            raise ValueError(f"planner.pinned.{dim}: {value} is outside the action bounds "
+                             f"[{action_low[dim]}, {action_high[dim]}]")
+    dims = np.array(sorted(pinned), dtype=np.intp)
+    values = np.array([pinned[d] for d in sorted(pinned)], dtype=np.float32)
+    return dims, values
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -97,7 +112,7 @@ class Planner:
                 self._previous = None
 
     def _configure(self, settings: PlannerSettings) -> None:
-        pinned_dims, pinned_values = self._pins(settings.pinned)
+        pinned_dims, pinned_values = check_pins(settings.pinned, self.action_low, self.action_high)
         n, h, a = settings.samples, settings.horizon, self.action_dim
         optimizer = create_optimizer(settings, a, np.random.default_rng(settings.seed))
         cost = RolloutCost(settings.cost, self.visual_dim, self.latent_dim, n, h, a, self._hold_still)
@@ -111,18 +126,6 @@ class Planner:
         self._physical = np.zeros((h, n, a), dtype=np.float32)  # step-major: each step's actions are contiguous
         self._latents = np.zeros((n, self.latent_dim), dtype=np.float32)
         self._costs = np.zeros(n, dtype=np.float64)
-
-    def _pins(self, pinned: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
-        for dim, value in pinned.items():
-            if dim >= self.action_dim:
-                raise ValueError(f"planner.pinned: action dimension {dim} does not exist "
-                                 f"(the model has {self.action_dim})")
-            if not self.action_low[dim] <= value <= self.action_high[dim]:
-                raise ValueError(f"planner.pinned.{dim}: {value} is outside the action bounds "
-                                 f"[{self.action_low[dim]}, {self.action_high[dim]}]")
-        dims = np.array(sorted(pinned), dtype=np.intp)
-        values = np.array([pinned[d] for d in sorted(pinned)], dtype=np.float32)
-        return dims, values
 
     # -- goal and warm start ------------------------------------------------------------------------------
     def set_goal(self, visual: np.ndarray | None = None, state: np.ndarray | None = None) -> None:

@@ -202,13 +202,18 @@ def bench_planner(
 
 @config_app.command("validate")
 def config_validate(file: Path, set_: SetOption = None) -> None:
-    """Exit 0 if FILE is a valid run config, else print every error with its key path and exit 2."""
+    """Exit 0 if FILE is a valid run config whose files exist and fit its model, else print every error with
+    its key path and exit 2."""
     from runtime.config import ConfigError, load_config
+    from runtime.preflight import preflight
 
     try:
-        load_config(file, set_ or [])
+        config = load_config(file, set_ or [])
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+    problems = preflight(config)
+    if problems:
+        raise fail("\n".join(f"{file}: {problem}" for problem in problems))
     typer.echo(f"{file}: valid")
 
 

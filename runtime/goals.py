@@ -39,6 +39,8 @@ class GoalTarget:
 
 def read_goal_image(path: Path, key: str = "goal.image") -> np.ndarray:
     """A goal view (BGR uint8) from an image file."""
+    if not Path(path).is_file():  # checked first: OpenCV would also print its own warning
+        raise GoalError(f"{key}: {path}: missing or not a readable image")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise GoalError(f"{key}: {path}: missing or not a readable image")

@@ -100,6 +100,25 @@ def test_cli_validate_and_schema(tmp_path: Path) -> None:
     assert "planner" in json_schema()["properties"]
 
 
+def test_cli_validate_checks_the_files_and_the_model_fit_naming_each_key(tmp_path: Path) -> None:
+    """Schema-valid but unusable: every file that is not there and every value the model refuses, all named."""
+    demo = str(ROOT / "configs" / "demo.yaml")
+    missing = ["--set", f"model.manifest={tmp_path / 'none' / 'manifest.json'}",
+               "--set", f"goal.image={tmp_path / 'none.png'}", "--set", f"calibration.camera={tmp_path / 'none.yaml'}"]
+    refused = CliRunner().invoke(app, ["config", "validate", demo, *missing])
+    assert refused.exit_code == 2
+    said = refused.output.replace("\n", " ")
+    for named in (f"goal.image: {tmp_path / 'none.png'}: missing", f"calibration.camera: {tmp_path / 'none.yaml'}",
+                  f"model.manifest: {tmp_path / 'none' / 'manifest.json'}: cannot read"):
+        assert named in said, said
+    unfit = ["--set", "goal.state=[0.1, 0.2, 0.3]", "--set", "planner.pinned={1: 9.0}"]
+    refused = CliRunner().invoke(app, ["config", "validate", demo, *unfit])
+    assert refused.exit_code == 2
+    said = refused.output.replace("\n", " ")
+    assert "goal.state: 3 joint positions given" in said and "takes 2" in said
+    assert "planner.pinned.1: 9.0 is outside the action bounds [-2.0, 2.0]" in said
+
+
 def _key_paths(schema: dict, node: dict, prefix: str = "") -> list[str]:
     paths = []
     for name, prop in node.get("properties", {}).items():
