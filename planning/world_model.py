@@ -17,6 +17,18 @@ ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
 PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
 
 
+def goal_state_problem(proprio_dim: int, joints_given: int) -> str | None:
+    """Why `joints_given` joint positions cannot be a goal state of a model with this proprio input; None if
+    they can (the proprio input is [q, dq]: positions, then velocities of the same joints)."""
+    if proprio_dim % 2:
+        return f"the model's proprio input has {proprio_dim} values, not [q, dq] pairs, so joint-state goals do " \
+               "not apply to it"
+    if joints_given != proprio_dim // 2:
+        return f"{joints_given} joint positions given; the model's proprio input [q, dq] ({proprio_dim} values) " \
+               f"takes {proprio_dim // 2}"
+    return None
+
+
 class WorldModel:
     """Encoder + action-conditioned predictor from one manifest, on one backend."""
 
@@ -36,8 +48,6 @@ class WorldModel:
         self.action_low = np.asarray(manifest.action_low, dtype=np.float32)
         self.action_high = np.asarray(manifest.action_high, dtype=np.float32)
         self._proprio = np.zeros((1, manifest.proprio_dim), dtype=np.float32)
-        # The encoder's proprio input is [q, dq]: positions first, then velocities of the same joints.
-        self.joint_count = manifest.proprio_dim // 2
         self._blank_image = np.zeros((1, 3, manifest.image.height, manifest.image.width), dtype=np.float32)
 
     def encode(self, frame_bgr: np.ndarray, proprio: np.ndarray | None) -> np.ndarray:
@@ -66,12 +76,9 @@ class WorldModel:
     def encode_goal_state(self, q: np.ndarray) -> np.ndarray:
         """Proprio part of the latent (latent_dim - visual_dim,) for joint positions q held still (dq = 0)."""
         q = np.asarray(q, dtype=np.float32).ravel()
-        if 2 * self.joint_count != self.manifest.proprio_dim:
-            raise ValueError(f"goal state: the model's proprio input has {self.manifest.proprio_dim} values, "
-                             f"not [q, dq] pairs, so joint-state goals do not apply to it")
-        if q.size != self.joint_count:
-            raise ValueError(f"goal state: {q.size} joint positions given; the model's proprio input "
-                             f"[q, dq] ({self.manifest.proprio_dim} values) takes {self.joint_count}")
+        problem = goal_state_problem(self.manifest.proprio_dim, q.size)
+        if problem is not None:
+            raise ValueError(f"goal state: {problem}")
         if not np.all(np.isfinite(q)):
             raise ValueError("goal state: joint positions must be finite")
         proprio = np.concatenate([q, np.zeros_like(q)])[None]

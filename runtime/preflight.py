@@ -12,6 +12,7 @@ import numpy as np
 from calibration.undistort import Undistorter
 from perception.manifest import ManifestError, load_manifest
 from planning.planner import check_pins
+from planning.world_model import goal_state_problem
 from runtime.config import RunConfig
 from runtime.goals import GoalError, read_goal_image, recording_frame
 
@@ -37,11 +38,9 @@ def preflight(config: RunConfig) -> list[str]:
     except ManifestError as exc:
         problems.append(f"model.manifest: {exc}")
         return problems  # the rest is checked against the model
-    if goal.state is not None:
-        joints = manifest.proprio_dim // 2
-        if manifest.proprio_dim % 2 or len(goal.state) != joints:
-            problems.append(f"goal.state: {len(goal.state)} joint positions given; the model's proprio input "
-                            f"[q, dq] ({manifest.proprio_dim} values) takes {joints}")
+    state_problem = None if goal.state is None else goal_state_problem(manifest.proprio_dim, len(goal.state))
+    if state_problem is not None:
+        problems.append(f"goal.state: {state_problem}")
     try:
         check_pins(config.planner.pinned, np.asarray(manifest.action_low), np.asarray(manifest.action_high))
     except ValueError as exc:

@@ -11,6 +11,7 @@ context to whichever thread imported it first.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -278,6 +279,7 @@ class _StreamGraphs:
             raise CudaError(f"{name}: {_text(text.value or f'CUresult {result}'.encode())}")
 
 
+@functools.cache
 def _driver_library() -> Any:
     """libcuda with the prototypes `_StreamGraphs` calls (every function returns a CUresult)."""
     library = ctypes.CDLL("libcuda.so.1")
