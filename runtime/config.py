@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planning.settings import PlannerSettings
-from runtime import protocol
+from runtime.link import protocol
 
 
 class ConfigError(ValueError):

@@ -15,9 +15,9 @@ import numpy as np
 import zmq
 
 from planning.world_model import WorldModel
-from runtime import protocol
 from runtime.config import GoalSection
-from runtime.newest import receive_newest
+from runtime.link import protocol
+from runtime.link.newest import receive_newest
 from runtime.recording import RecordingError, iter_images
 
 # Goal messages waiting beyond this are dropped by ZeroMQ: a flood cannot grow the runtime's memory.

@@ -22,10 +22,11 @@ import numpy as np
 
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
-from runtime import platform_info, protocol
+from runtime import platform_info
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
-from runtime.link import RuntimeLink
+from runtime.link import protocol
+from runtime.link.runtime_side import RuntimeLink
 from runtime.recording import RecordingWriter
 from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter

@@ -17,7 +17,7 @@ import yaml
 from packaging.requirements import Requirement
 from typer.testing import CliRunner
 
-from runtime.cli import app
+from runtime.cli.app import app
 from runtime.config import load_config
 
 if sys.version_info >= (3, 11):

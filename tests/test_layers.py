@@ -53,7 +53,7 @@ def test_heavy_frameworks_are_imported_lazily() -> None:
 
 
 def test_runtime_loop_imports_without_torch() -> None:
-    code = ("import sys, runtime.cli, runtime.loop, runtime.demo; "
+    code = ("import sys, runtime.cli.app, runtime.loop, runtime.evaluation.demo; "
             "print(','.join(m for m in ('torch', 'tensorrt', 'pycuda') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "", f"importing the runtime pulled in: {out.stdout.strip()}"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime import protocol
-from runtime.controller_client import ControllerLink, Watchdog
+from runtime.link import protocol
+from runtime.link.controller_side import ControllerLink, Watchdog
 from runtime.sim.arm import SimArm
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import time
 
 import zmq
 
-from runtime import protocol
-from runtime.newest import receive_newest
+from runtime.link import protocol
+from runtime.link.newest import receive_newest
 from runtime.sources.base import FrameSource, SourceFrame
 
 

@@ -14,7 +14,7 @@ from perception.engines import create_engine
 from perception.fp16 import FP16_TOLERANCE, Fp16Error, convert_to_fp16
 from perception.manifest import Manifest, load_manifest, manifest_sha256
 from perception.trt_build import sample_feeds
-from runtime.cli import app
+from runtime.cli.app import app
 
 
 @pytest.fixture(scope="module")

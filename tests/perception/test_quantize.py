@@ -15,7 +15,7 @@ from calibration.frame_sets import CalibrationSet, EpisodeFrames, build_calibrat
 from perception.manifest import load_manifest, manifest_sha256
 from perception.quantize import QuantizationError, check_zero_points, quantize_model
 from planning.world_model import WorldModel
-from runtime.cli import app
+from runtime.cli.app import app
 from runtime.recording import read_episode
 
 FEED = Path(__file__).resolve().parents[2] / "data" / "demo_feed.mcap"
@@ -141,7 +141,7 @@ def test_the_cli_writes_the_model_and_an_accuracy_report(tmp_path: Path) -> None
 
 
 def test_losing_one_goal_in_fifty_is_exactly_the_two_point_limit() -> None:
-    from runtime.accuracy import ACCURACY_GOAL_POINTS, success_drop_points
+    from runtime.evaluation.accuracy import ACCURACY_GOAL_POINTS, success_drop_points
 
     assert success_drop_points(1.0, 49 / 50) == 2.0 <= ACCURACY_GOAL_POINTS
     assert success_drop_points(1.0, 48 / 50) == 4.0 > ACCURACY_GOAL_POINTS

@@ -32,7 +32,7 @@ from perception.trt_build import (
     sample_feeds,
 )
 from planning.world_model import WorldModel
-from runtime.cli import app
+from runtime.cli.app import app
 
 MISSING = tensorrt_unavailable()
 without_tensorrt = pytest.mark.skipif(MISSING is None, reason="TensorRT can run here; these check the fallback")

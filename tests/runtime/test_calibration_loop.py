@@ -16,7 +16,7 @@ from calibration.synthetic import example_camera
 from calibration.undistort import FrameSizeError, Undistorter
 from perception.manifest import load_manifest
 from planning.world_model import WorldModel
-from runtime.cli import app
+from runtime.cli.app import app
 from runtime.config import ConfigError, load_config
 from runtime.loop import ControlLoop
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runtime.cli import app
+from runtime.cli.app import app
 from runtime.config import ConfigError, dump_config, json_schema, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from perception.manifest import load_manifest
 from planning.world_model import WorldModel
-from runtime import protocol
-from runtime.cli import app
+from runtime.cli.app import app
 from runtime.config import ConfigError, GoalSection, load_config
 from runtime.goals import GoalError, GoalServer, goal_from_config, recording_frame, send_goal
+from runtime.link import protocol
 from runtime.loop import ControlLoop
 from runtime.recording import RecordingWriter
 

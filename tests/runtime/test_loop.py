@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import protocol
 from runtime.config import RunConfig, load_config
-from runtime.link import RuntimeLink
+from runtime.link import protocol
+from runtime.link.runtime_side import RuntimeLink
 from runtime.loop import ControlLoop
 from runtime.recording import iter_messages
 from runtime.sim.controller import SimControllerSettings, run_sim_controller
@@ -136,7 +136,7 @@ def test_states_that_do_not_fit_the_model_stop_the_robot_and_are_counted(tmp_pat
     """A controller with a different joint count: no plan from its states, stop sent, said once; then it fits."""
     import cv2
 
-    from runtime.controller_client import ControllerLink
+    from runtime.link.controller_side import ControllerLink
 
     image = cv2.imread(str(GOAL))
     with ControllerLink(2, command_endpoint=ANY, state_endpoint=ANY, frame_endpoint=ANY) as robot:

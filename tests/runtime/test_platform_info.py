@@ -322,7 +322,7 @@ def test_jetson_clocks_refused_without_root_falls_back_to_sysfs(
 def test_run_summary_holds_the_platform_collected_once_at_loop_start(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from runtime.config import load_config
-    from runtime.link import RuntimeLink
+    from runtime.link.runtime_side import RuntimeLink
     from runtime.loop import ControlLoop
     from runtime.sources import open_source
 

@@ -1,0 +1,1 @@
+"""The `edgeloop` command line: one module per verb group; commands parse, call the library and print."""

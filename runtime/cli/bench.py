@@ -1,0 +1,102 @@
+"""`edgeloop bench model | planner`: latency per backend; our planners beside pytorch-mppi (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtime.cli.common import ConfigOption, SetOption, fail
+
+
+def bench_model(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    backend: Annotated[list[str] | None, typer.Option(help="Backends to compare (repeatable).")] = None,
+    repeats: Annotated[int, typer.Option(min=10, help="Timed calls per measurement.")] = 200,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Median latency of preprocess, encode, a batched predictor step and a whole plan, per backend.
+
+    The plan runs every configured iteration (the config's deadline_ms is left out)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from runtime.config import ConfigError, load_config
+    from runtime.evaluation.bench import bench_model as measure
+
+    try:
+        result = measure(load_config(config, set_ or []), backend or ["onnxruntime", "torch"], repeats)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"median ms, {result['samples']} samples x {result['horizon']} steps x "
+                        f"{result['iterations']} iterations, {result['threads']} thread(s)")
+    table.add_column("backend")
+    for column in ("preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms"):
+        table.add_column(column, justify="right")
+    for name, row in result["backends"].items():
+        table.add_row(name, *(f"{value:.3f}" for value in row.values()))
+    Console().print(table)
+    if result["undistort_ms"] is not None:
+        typer.echo(f"undistort (calibration.camera, per frame): {result['undistort_ms']:.3f} ms")
+
+
+def bench_planner(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    goals_: Annotated[int, typer.Option("--goals", help="Held-out goals per planner.")] = 20,
+    planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, mppi, "
+                                                      "predictive_sampling, pytorch_mppi.")] = None,
+    sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
+    tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
+    = 0.05,
+    mppi_noise_std: Annotated[float | None, typer.Option(
+        min=0.001, help="pytorch-mppi's sampling spread, normalized action units "
+                        "(default: planner.mppi.noise_std; not used by --sweep)."
+    )] = None,
+    mppi_temperature: Annotated[float, typer.Option(
+        min=1e-6, help="pytorch-mppi's lambda, in cost units (0.1: its best in docs/benchmarks.md)."
+    )] = 0.1,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Closed loop in the in-process sim: our planners and pytorch-mppi on the same predictor and goals.
+
+    Every plan runs all of planner.iterations: the config's deadline_ms is left out so that results measure
+    the configured work, not how loaded the machine is."""
+    from runtime.config import ConfigError, load_config
+    from runtime.evaluation.bench import bench_planner as measure
+    from runtime.evaluation.bench import sweep_planner
+
+    try:
+        run_config = load_config(config, set_ or [])
+        if sweep:
+            rows = sweep_planner(run_config, goals_, {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8],
+                                                      "iterations": [1, 2, 3, 5]}, tolerance_m=tolerance_m)
+            result: dict[str, object] = {"sweep": rows}
+        else:
+            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"], tolerance_m=tolerance_m,
+                            mppi_noise_std=mppi_noise_std, mppi_temperature=mppi_temperature)
+            result = found
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
+        raise fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    if sweep:
+        for row in rows:
+            typer.echo(f"samples {row['samples']:4d} horizon {row['horizon']:2d} iterations {row['iterations']:2d}: "
+                       f"success {row['success_rate']:.0%}  plan {row['ms_per_plan']:.2f} ms")
+        return
+    for name, entry in found["planners"].items():
+        ratio = entry.get("speedup_vs_pytorch_mppi")
+        speedup = f"  {ratio:.2f}x pytorch-mppi" if ratio is not None else ""
+        typer.echo(f"{name:20s} {entry['engine']:12s} {entry['mean_iterations']:.0f} it  "
+                   f"success {entry['success_rate']:.0%}  "
+                   f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
+                   f"ticks {entry['mean_ticks']:.1f}{speedup}")
+

@@ -1,0 +1,113 @@
+"""`edgeloop quantize`: the INT8 Q/DQ model from an FP32 manifest and real recordings, with its accuracy report."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from calibration.frame_sets import EpisodeFrames
+from runtime.cli.common import fail
+from runtime.config import RunConfig
+
+DEFAULT_CONFIG = Path("configs/demo.yaml")
+
+
+def quantize(
+    manifest: Annotated[Path, typer.Argument(help="FP32 model manifest.json (or its directory).")],
+    out: Annotated[Path, typer.Option(help="Directory for the INT8 model, its manifest and accuracy report.")],
+    calibration: Annotated[list[Path] | None, typer.Option(
+        help="MCAP recording(s) to draw calibration frames from (repeatable; required).")] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Calibration frames, spread over the recordings.")] = 256,
+    cache: Annotated[Path, typer.Option(help="Where calibration sets are cached, keyed by recordings + count.")]
+    = Path("build/calibration"),
+    report: Annotated[bool, typer.Option(help="Measure and write accuracy.md / accuracy.json.")] = True,
+    goals: Annotated[int, typer.Option(min=1, help="Held-out goals for the accuracy report.")] = 50,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=(
+        "Run config whose planner the report plans with, whose horizon the predictor's calibration rolls out "
+        "and whose calibration.camera undistorts the calibration frames (default: configs/demo.yaml when "
+        "present, else the defaults)."))] = None,
+) -> None:
+    """Quantize encoder and predictor to INT8 (symmetric, per-channel, Q/DQ) for ONNX Runtime and TensorRT."""
+    from calibration.camera_file import CalibrationFileError
+    from calibration.frame_sets import CalibrationSetError, build_calibration_set, cached_calibration_set, source_key
+    from calibration.undistort import FrameSizeError, Undistorter
+    from perception.manifest import ManifestError, load_manifest
+    from perception.quantize import QuantizationError, quantize_model
+    from runtime.config import ConfigError
+    from runtime.recording import RecordingError
+
+    if not calibration:
+        raise fail("no calibration data: give --calibration RECORDING.mcap (real frames set the INT8 ranges; "
+                    "there is no random fallback)")
+    recordings = list(dict.fromkeys(calibration))  # a recording named twice would count its frames twice
+    try:
+        fp32 = load_manifest(manifest)
+        config, run_config = _run_config(config)
+        settings = run_config.planner
+        if report:  # before the work: a report that cannot run must not be found out after quantizing
+            _check_goal_set(fp32.root / "manifest.json", goals)
+        key = source_key(recordings, frames)
+        frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(recordings), frames))
+        typer.echo(f"calibration set {frame_set.sha256[:12]}: {len(frame_set)} frames from "
+                   f"{len(recordings)} recording(s)")
+        camera = run_config.calibration.camera
+        undistort = Undistorter.from_file(camera) if camera is not None else None
+        int8_path = quantize_model(fp32, frame_set, out, rollout_steps=settings.horizon, undistort=undistort)
+    except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError,
+            CalibrationFileError, FrameSizeError) as exc:
+        raise fail(str(exc)) from exc
+    if (fp32.root / "goals").is_dir():
+        # The same held-out goals, so `edgeloop demo` and `bench planner` run on the INT8 model as they are.
+        shutil.copytree(fp32.root / "goals", out / "goals", dirs_exist_ok=True)
+    typer.echo(f"wrote {int8_path} (int8, zero points all 0)")
+    if not report:
+        return
+    from runtime.evaluation.accuracy import accuracy_report, write_report
+
+    try:
+        result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
+    except (ImportError, OSError, ValueError, RuntimeError) as exc:
+        raise fail(f"accuracy report: {exc} (the INT8 model in {out} is written and usable)") from exc
+    command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in recordings),
+               f"--out={out}", f"--frames={frames}", f"--goals={goals}",
+               *([f"--config={config}"] if config is not None else [])]
+    json_path, md_path = write_report(result, out, shlex.join(command))
+    typer.echo(f"success fp32 {result['success_fp32']:.0%} int8 {result['success_int8']:.0%} | latent cosine "
+               f"{result['latent_cosine_mean']:.4f} | encoder {result['encoder_speedup']:.2f}x | predictor "
+               f"{result['predictor_speedup']:.2f}x | {md_path}, {json_path}")
+
+
+def _check_goal_set(manifest_path: Path, goals: int) -> None:
+    from runtime.evaluation.closed_loop import load_goal_set
+
+    try:
+        load_goal_set(manifest_path, goals)
+    except (OSError, ValueError, KeyError) as exc:  # the held-out goal set: missing, unreadable or too small
+        raise fail(f"accuracy report: {exc} (fewer --goals, or --no-report)") from exc
+
+
+def _run_config(config: Path | None) -> tuple[Path | None, RunConfig]:
+    """The config file used (None: none) and the run config; the demo config when none is named and it exists."""
+    from runtime.config import load_config
+
+    if config is None:
+        if not DEFAULT_CONFIG.is_file():
+            return None, load_config(None)
+        config = DEFAULT_CONFIG
+    return config, load_config(config)
+
+
+def _episodes(paths: list[Path]) -> list[EpisodeFrames]:
+    from runtime.recording import read_episode
+
+    episodes = []
+    for path in paths:
+        episode = read_episode(path)
+        episodes.append(EpisodeFrames(path.name, episode.frames, np.concatenate([episode.q, episode.dq], axis=1),
+                                      episode.actions))
+    return episodes

@@ -1,0 +1,73 @@
+"""`edgeloop run` and `edgeloop demo`: the control loop against any controller, and the main job."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtime.cli.common import ConfigOption, SetOption, fail
+
+
+def _stop_on_signals(stop: object) -> None:
+    """SIGINT/SIGTERM end the loop cleanly: stop sent, sockets closed, summary written, exit 0."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(config: ConfigOption, set_: SetOption = None) -> None:
+    """Run the control loop: source -> encode -> plan -> safety filter -> command."""
+    from calibration.undistort import FrameSizeError
+    from perception.engines.cuda_memory import CudaError
+    from perception.manifest import ManifestError
+    from perception.trt_build import EngineBuildError
+    from runtime.config import ConfigError, load_config
+    from runtime.loop import ControlLoop
+    from runtime.recording import RecordingError
+
+    try:
+        loop = ControlLoop(load_config(config, set_ or []), config_file=config, overrides=set_ or [])
+    except (ConfigError, ManifestError, RecordingError, FileNotFoundError, ValueError, EngineBuildError,
+            CudaError) as exc:  # ValueError includes EngineError: a TensorRT backend that cannot run here
+        raise fail(str(exc)) from exc
+    _stop_on_signals(loop.stop_requested)
+    try:
+        loop.run()
+    except FrameSizeError as exc:  # the camera's frames are not the size its calibration is for
+        raise fail(str(exc)) from exc
+    finally:
+        summary = loop.close()
+    typer.echo(json.dumps({k: summary[k] for k in ("loop_hz", "tick_ms", "counters", "run_dir")}))
+
+
+def demo(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    goals_: Annotated[int, typer.Option("--goals", help="How many held-out goals to drive to.")] = 10,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    tolerance_m: Annotated[float, typer.Option(help="End-effector distance that counts as reached.")] = 0.05,
+    goal_timeout_s: Annotated[float, typer.Option(help="Give up on a goal after this long.")] = 10.0,
+    set_: SetOption = None,
+) -> None:
+    """Start the sim controller and drive the arm to held-out goal images, closed loop."""
+    from runtime.config import ConfigError
+    from runtime.evaluation.demo import DemoError, run_demo
+
+    try:
+        result = run_demo(config, goals_, set_ or [], tolerance_m=tolerance_m, goal_timeout_s=goal_timeout_s,
+                          verbose=not json_)
+    except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    reached = sum(g["reached"] for g in result["goals"])
+    typer.echo(f"reached {reached}/{len(result['goals'])} goals ({result['success_rate']:.0%}) within "
+               f"{result['tolerance_m'] * 100:.0f} cm | loop {result['loop_hz']:.1f} Hz | tick p50 "
+               f"{result['tick_ms']['p50']:.1f} ms p99 {result['tick_ms']['p99']:.1f} ms | plan p50 "
+               f"{result['plan_ms_p50']:.1f} ms | backend {result['backend']} | run {result['run_dir']}")
+

@@ -1,0 +1,140 @@
+"""`edgeloop bench`: per-stage latency of the model and planner, every backend side by side in one run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from calibration.undistort import Undistorter
+from perception.manifest import load_manifest, manifest_sha256
+from runtime.config import RunConfig
+from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, closed_loop, load_goal_set, planner_for
+from runtime.evaluation.pytorch_mppi import PytorchMppiPolicy
+from runtime.world import load_world_model
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1000.0)
+
+
+def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[str, Any]:
+    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan per backend;
+    with `calibration.camera` set, also the undistortion of one frame at the calibrated size."""
+    manifest = load_manifest(config.model.manifest)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (manifest.image.height, manifest.image.width, 3), dtype=np.uint8)
+    proprio = rng.standard_normal(manifest.proprio_dim).astype(np.float32)
+    n = config.planner.samples
+    results: dict[str, Any] = {}
+    for backend in backends:
+        on_backend = config.model.model_copy(update={"backend": backend})
+        model = load_world_model(config.model_copy(update={"model": on_backend}))
+        latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
+        actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
+        planner = planner_for(config.planner, model)
+        planner.set_goal(model.encode_goal_image(frame))
+        start_latent = model.encode(frame, proprio)
+        results[backend] = {
+            "preprocess_ms": median_ms(partial(model.preprocess, frame), repeats),
+            "encode_ms": median_ms(partial(model.encode, frame, proprio), repeats),
+            "predict_batch_ms": median_ms(partial(model.predict, latents, actions), repeats),
+            "plan_ms": median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
+        }
+    undistort_ms = None
+    if config.calibration.camera is not None:
+        # Per camera frame, before preprocessing; the same on every backend.
+        undistort = Undistorter.from_file(config.calibration.camera)
+        camera_frame = rng.integers(0, 256, (undistort.size[1], undistort.size[0], 3), dtype=np.uint8)
+        undistort_ms = median_ms(partial(undistort, camera_frame), repeats)
+    return {
+        "model_sha256": manifest_sha256(config.model.manifest),
+        "samples": n,
+        "horizon": config.planner.horizon,
+        "iterations": config.planner.iterations,
+        "threads": config.model.threads,
+        "repeats": repeats,
+        "backends": results,
+        "undistort_ms": undistort_ms,
+    }
+
+
+def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float | None = None,
+                  mppi_temperature: float = 0.1, tolerance_m: float = 0.05) -> dict[str, Any]:
+    """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim.
+
+    pytorch-mppi samples with `mppi_noise_std` (normalized units; default: the config's `planner.mppi.noise_std`)
+    and softmins with `mppi_temperature` (its lambda, in cost units, which have no counterpart in ours).
+    """
+    model = load_world_model(config)
+    manifest = model.manifest
+    goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
+    noise_std = config.planner.mppi.noise_std if mppi_noise_std is None else mppi_noise_std
+    results: dict[str, Any] = {}
+    for name in planners:
+        policy: Policy
+        if name == "pytorch_mppi":
+            if manifest.reference is None:
+                raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
+            policy = PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
+                                       manifest.latent_dim, model.action_low, model.action_high,
+                                       noise_std=noise_std, temperature=mppi_temperature,
+                                       device="cuda" if model.backend == "tensorrt" else "cpu",
+                                       threads=config.model.threads)
+        else:
+            settings = config.planner.model_copy(update={"optimizer": name})
+            policy = EdgeloopPolicy(name, planner_for(settings, model))
+        results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
+                                    tolerance_m=tolerance_m)
+        results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend
+    if "pytorch_mppi" in results:
+        theirs = results["pytorch_mppi"]["ms_per_plan"]
+        for entry in results.values():
+            entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
+    return {
+        "model_sha256": manifest_sha256(config.model.manifest),
+        "samples": config.planner.samples,
+        "horizon": config.planner.horizon,
+        "iterations": config.planner.iterations,
+        "cost": config.planner.cost.model_dump(),
+        "pytorch_mppi": {"noise_std": noise_std, "temperature": mppi_temperature},
+        "goals": goal_count,
+        "tolerance_m": tolerance_m,
+        "planners": results,
+    }
+
+
+def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]], *,
+                  tolerance_m: float = 0.05) -> list[dict[str, Any]]:
+    """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
+    # TensorRT's predictor profile must hold the largest sample count the sweep tries.
+    largest = max([config.planner.samples, *axes.get("samples", [])])
+    widest = config.planner.model_copy(update={"samples": largest})
+    model = load_world_model(config.model_copy(update={"planner": widest}))
+    manifest = model.manifest
+    goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
+    rows = []
+    for key, values in axes.items():
+        for value in values:
+            update: dict[str, Any] = {key: value}
+            if key == "samples":
+                update["cem"] = config.planner.cem.model_copy(update={"elites": min(config.planner.cem.elites, value)})
+            settings = config.planner.model_copy(update=update)
+            policy = EdgeloopPolicy(settings.optimizer, planner_for(settings, model))
+            result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
+                                 tolerance_m=tolerance_m)
+            rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
+                         "mean_iterations": result["mean_iterations"], "varied": key,
+                         "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
+                         "mean_ticks": result["mean_ticks"], "mean_final_distance": result["mean_final_distance"]})
+    return rows

@@ -1,0 +1,200 @@
+"""The controller's side of the link (docs/protocol.md), for robot integrators and the sim controller.
+
+The controller binds: a SUB for commands (the runtime's PUB connects), a PUB for state and optionally a
+PUB for camera frames. `poll` drains every waiting message and returns only the newest valid command or
+stop, so a controller that falls behind acts on the latest plan, never on a backlog. Every message is
+validated before it can act; what fails is dropped and counted by reason. Nothing received can raise.
+Not thread-safe: one thread (the control loop) owns a link.
+
+    link = ControllerLink(action_dim=2)
+    watchdog = Watchdog(300)
+    while running:
+        message = link.poll(timeout_ms=5)
+        if isinstance(message, Command): apply(message.action); watchdog.feed()
+        elif isinstance(message, Stop) or watchdog.expired(): hold_still()
+        link.publish_state(q, dq, ee, stopped, last_command_seq)
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import zmq
+
+from runtime.link import protocol
+
+# Bounded backlog: a flood is dropped by ZeroMQ rather than queued without limit.
+_COMMAND_QUEUE = 1000
+
+
+class ControllerLink:
+    """Binds the command SUB, the state PUB and (when frame_endpoint is given) the frame PUB."""
+
+    def __init__(
+        self,
+        action_dim: int,
+        *,
+        command_endpoint: str = protocol.DEFAULT_COMMAND_ENDPOINT,
+        state_endpoint: str = protocol.DEFAULT_STATE_ENDPOINT,
+        frame_endpoint: str | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        if action_dim < 1:
+            raise ValueError(f"action_dim must be at least 1, got {action_dim}")
+        self.action_dim = action_dim
+        self._owns_context = context is None
+        self._context: zmq.Context = zmq.Context() if context is None else context
+        self._sockets: list[zmq.Socket] = []
+        self._closed = False
+        try:
+            self._commands = self._bind(zmq.SUB, command_endpoint)
+            self._states = self._bind(zmq.PUB, state_endpoint)
+            self._frames = self._bind(zmq.PUB, frame_endpoint) if frame_endpoint is not None else None
+        except zmq.ZMQError:
+            self.close()
+            raise
+        # The endpoints actually bound (a "*" port resolved to the one the OS picked).
+        self.command_endpoint = self._endpoint(self._commands)
+        self.state_endpoint = self._endpoint(self._states)
+        self.frame_endpoint = self._endpoint(self._frames) if self._frames is not None else None
+        self._state_seq = 0
+        self._frame_seq = 0
+        self.last_error: str | None = None  # why the last dropped message was dropped
+        self.counters: dict[str, int] = {
+            "commands": 0,
+            "stops": 0,
+            "heartbeats": 0,
+            "bad_messages": 0,
+            "expired": 0,
+            "wrong_dim": 0,
+            "states_sent": 0,
+            "frames_sent": 0,
+        }
+
+    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+        socket = self._context.socket(kind)
+        self._sockets.append(socket)
+        socket.setsockopt(zmq.LINGER, 0)
+        if kind == zmq.SUB:
+            socket.setsockopt(zmq.RCVHWM, _COMMAND_QUEUE)
+            socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+            socket.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise zmq.ZMQError(exc.errno, f"cannot bind {endpoint}: {exc.strerror}") from exc
+        return socket
+
+    @staticmethod
+    def _endpoint(socket: zmq.Socket) -> str:
+        endpoint = socket.getsockopt(zmq.LAST_ENDPOINT)
+        return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+
+    def poll(self, timeout_ms: float) -> protocol.Command | protocol.Stop | None:
+        """Wait up to timeout_ms for input, drain it all, return the newest valid command or stop."""
+        if self._commands.poll(max(0, int(timeout_ms)), zmq.POLLIN) == 0:
+            return None
+        newest: protocol.Command | protocol.Stop | None = None
+        for _ in range(_COMMAND_QUEUE):  # bounded, so a flooding sender cannot stall the control loop
+            try:
+                payload = self._commands.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            accepted = self._accept(payload)
+            if accepted is not None:
+                newest = accepted
+        return newest
+
+    def _accept(self, payload: bytes) -> protocol.Command | protocol.Stop | None:
+        """The message if it may act, else None (dropped and counted by reason)."""
+        try:
+            message = protocol.decode(payload)
+        except protocol.ProtocolError as exc:
+            self._drop("bad_messages", str(exc))
+            return None
+        if isinstance(message, protocol.Stop):
+            self.counters["stops"] += 1
+            return message  # a stop never expires: holding still is always safe
+        if isinstance(message, protocol.Heartbeat):
+            self.counters["heartbeats"] += 1
+        elif not isinstance(message, protocol.Command):
+            self._drop("bad_messages", f"unexpected message type {message.type!r} on the command socket")
+        elif message.action.shape[0] != self.action_dim:
+            n = message.action.shape[0]
+            self._drop("wrong_dim", f"command {message.seq}: 'action' has {n} values, not {self.action_dim}")
+        elif protocol.is_expired(message):
+            age_ms = (protocol.now_ns() - message.stamp_send) / 1e6
+            self._drop("expired", f"command {message.seq}: {age_ms:.1f} ms old, ttl {message.ttl_ms} ms")
+        else:
+            self.counters["commands"] += 1
+            return message
+        return None
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.counters[reason] += 1
+        self.last_error = detail
+
+    def publish_state(
+        self, q: np.ndarray, dq: np.ndarray, ee: np.ndarray | None, stopped: bool, last_command_seq: int
+    ) -> None:
+        """Publish the robot's measured state, stamped now."""
+        state = protocol.State(
+            seq=self._state_seq,
+            stamp=protocol.now_ns(),
+            q=np.asarray(q, dtype=np.float64),
+            dq=np.asarray(dq, dtype=np.float64),
+            ee=np.zeros(0) if ee is None else np.asarray(ee, dtype=np.float64),
+            stopped=stopped,
+            last_command_seq=last_command_seq,
+        )
+        self._states.send(protocol.encode(state), zmq.NOBLOCK)
+        self._state_seq += 1
+        self.counters["states_sent"] += 1
+
+    def publish_heartbeat(self, sender: str = "controller") -> None:
+        """Tell the runtime the controller is alive when it has no state to send."""
+        heartbeat = protocol.Heartbeat(seq=self._state_seq, stamp_send=protocol.now_ns(), sender=sender)
+        self._states.send(protocol.encode(heartbeat), zmq.NOBLOCK)
+        self._state_seq += 1
+
+    def publish_frame(self, image: np.ndarray, stamp: int) -> None:
+        """Publish one BGR uint8 camera frame with its capture stamp (ns since the epoch)."""
+        if self._frames is None:
+            raise RuntimeError("publish_frame needs a ControllerLink created with a frame_endpoint")
+        frame = protocol.Frame(seq=self._frame_seq, stamp=stamp, image=image)
+        self._frames.send(protocol.encode(frame), zmq.NOBLOCK)
+        self._frame_seq += 1
+        self.counters["frames_sent"] += 1
+
+    def close(self) -> None:
+        """Unbind and close every socket without lingering; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for socket in self._sockets:
+            socket.close(linger=0)
+        if self._owns_context:
+            self._context.term()
+
+    def __enter__(self) -> ControllerLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Watchdog:
+    """Expired until first fed, and again once timeout_ms pass without a feed (monotonic clock)."""
+
+    def __init__(self, timeout_ms: float) -> None:
+        if not timeout_ms > 0:
+            raise ValueError(f"watchdog timeout_ms must be positive, got {timeout_ms}")
+        self.timeout_s = timeout_ms / 1000.0
+        self._fed_at: float | None = None
+
+    def feed(self) -> None:
+        self._fed_at = time.monotonic()
+
+    def expired(self) -> bool:
+        return self._fed_at is None or time.monotonic() - self._fed_at > self.timeout_s

@@ -1,0 +1,244 @@
+"""RuntimeLink and ControllerLink over real sockets: commands arrive, newest wins, bad input is counted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from runtime.link import protocol
+from runtime.link.controller_side import ControllerLink, Watchdog
+from runtime.link.runtime_side import RuntimeLink
+
+ANY_PORT = "tcp://127.0.0.1:*"
+WaitUntil = Callable[..., bool]
+
+
+@pytest.fixture
+def controller() -> Iterator[ControllerLink]:
+    link = ControllerLink(action_dim=2, command_endpoint=ANY_PORT, state_endpoint=ANY_PORT, frame_endpoint=ANY_PORT)
+    yield link
+    link.close()
+
+
+@pytest.fixture
+def runtime(controller: ControllerLink) -> Iterator[RuntimeLink]:
+    link = RuntimeLink(controller.command_endpoint, controller.state_endpoint)
+    yield link
+    link.close()
+
+
+def _poll_until(controller: ControllerLink, counter: str, target: int) -> list[protocol.Command | protocol.Stop]:
+    """Poll until counters[counter] reaches target; return what poll handed out on the way."""
+    handed_out: list[protocol.Command | protocol.Stop] = []
+    deadline = time.monotonic() + 5.0
+    while controller.counters[counter] < target and time.monotonic() < deadline:
+        message = controller.poll(timeout_ms=50)
+        if message is not None:
+            handed_out.append(message)
+    assert controller.counters[counter] >= target, controller.counters
+    return handed_out
+
+
+def _connect_commands(runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil) -> None:
+    """PUB/SUB drops what is sent before the connection exists: send until one command gets through."""
+    assert wait_until(lambda: (runtime.send_command(np.zeros(2), 0, 1000.0), controller.poll(20))[1] is not None)
+
+
+def _connect_states(runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil) -> None:
+    def one_state_arrives() -> bool:
+        controller.publish_state(np.zeros(2), np.zeros(2), None, True, -1)
+        return runtime.wait_state(0.02) is not None
+
+    assert wait_until(one_state_arrives)
+
+
+def test_bound_endpoints_resolve_the_ephemeral_port(controller: ControllerLink) -> None:
+    for endpoint in (controller.command_endpoint, controller.state_endpoint, controller.frame_endpoint):
+        assert endpoint is not None and endpoint.startswith("tcp://127.0.0.1:")
+        assert not endpoint.endswith("*") and int(endpoint.rsplit(":", 1)[1]) > 0
+
+
+def test_commands_arrive_with_their_fields(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_commands(runtime, controller, wait_until)
+    seq = runtime.send_command(np.array([0.5, -0.25]), stamp_capture=42, ttl_ms=500.0)
+    (command,) = _poll_until(controller, "commands", controller.counters["commands"] + 1)
+    assert isinstance(command, protocol.Command)
+    assert command.seq == seq and command.stamp_capture == 42 and command.ttl_ms == 500.0
+    np.testing.assert_array_equal(command.action, [0.5, -0.25])
+    assert runtime.counters["commands_sent"] >= 2
+
+
+def test_newest_command_wins_and_a_stop_beats_older_commands(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_commands(runtime, controller, wait_until)
+    base = controller.counters["commands"]
+    seqs = [runtime.send_command(np.array([float(i), 0.0]), 0, 1000.0) for i in range(3)]
+    time.sleep(0.2)  # let all three reach the controller's queue, so one poll drains them together
+    handed_out = _poll_until(controller, "commands", base + 3)
+    assert [m.seq for m in handed_out] == [seqs[-1]]  # the older two were superseded, not handed out
+
+    runtime.send_command(np.array([1.0, 1.0]), 0, 1000.0)
+    stop_seq = runtime.send_stop("operator")
+    time.sleep(0.2)
+    handed_out = _poll_until(controller, "stops", 1)
+    assert isinstance(handed_out[-1], protocol.Stop)
+    assert handed_out[-1].seq == stop_seq and handed_out[-1].reason == "operator"
+    assert runtime.counters["stops_sent"] == 1
+    assert stop_seq > seqs[-1]  # seq increases across commands and stops
+
+
+def test_states_and_heartbeats_reach_the_runtime(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_states(runtime, controller, wait_until)
+    assert runtime.latest_state() is None  # nothing new since the last call
+    controller.publish_state(np.array([0.1, 0.2]), np.array([0.3, 0.4]), np.array([0.5, 0.6]), False, 17)
+    state = runtime.wait_state(5.0)
+    assert state is not None
+    np.testing.assert_array_equal(state.q, [0.1, 0.2])
+    np.testing.assert_array_equal(state.ee, [0.5, 0.6])
+    assert state.stopped is False and state.last_command_seq == 17
+
+    heard_before = runtime.last_heard
+    controller.publish_heartbeat("arm")
+    assert wait_until(lambda: runtime.latest_state() is None and runtime.counters["heartbeats"] == 1)
+    assert runtime.last_heard is not None and heard_before is not None and runtime.last_heard > heard_before
+    since = runtime.seconds_since_heard()
+    assert since is not None and since >= 0
+
+
+def test_runtime_drops_and_counts_bad_state_messages(zmq_context: zmq.Context, wait_until: WaitUntil) -> None:
+    """A misbehaving controller: garbage, wrong version, wrong type. Counted, never raised."""
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.bind(ANY_PORT)
+    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    good = protocol.encode(
+        protocol.State(seq=0, stamp=1, q=np.zeros(2), dq=np.zeros(2), ee=np.zeros(0), stopped=True, last_command_seq=-1)
+    )
+    wrong_version = msgpack.packb(msgpack.unpackb(good) | {"v": 99})
+    wrong_type = protocol.encode(protocol.Stop(seq=1, stamp_send=1, reason="not a state"))
+    with RuntimeLink("tcp://127.0.0.1:9", endpoint, context=zmq_context) as runtime:
+        assert wait_until(lambda: (publisher.send(good), runtime.wait_state(0.02))[1] is not None)
+        # The state socket conflates, so send one bad message at a time and wait for it to be counted.
+        for count, payload in enumerate([b"\x00garbage", wrong_version, wrong_type, msgpack.packb([1])], 1):
+            publisher.send(payload)
+            assert wait_until(lambda c=count: runtime.latest_state() is None and runtime.counters["bad_messages"] == c)
+        assert runtime.last_error is not None and "msgpack map" in runtime.last_error
+        assert runtime.counters["states"] >= 1
+
+
+def test_controller_drops_and_counts_every_kind_of_bad_command(
+    controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil
+) -> None:
+    """A misbehaving runtime: each bad message is dropped and counted by reason; poll never hands it out."""
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(controller.command_endpoint)
+
+    def command(**changes: object) -> bytes:
+        body = {
+            "v": 1,
+            "type": "command",
+            "seq": 5,
+            "action": [0.1, 0.2],
+            "stamp_capture": 0,
+            "stamp_send": protocol.now_ns(),
+            "ttl_ms": 1000.0,
+        }
+        return msgpack.packb(body | changes, use_bin_type=True)
+
+    assert wait_until(lambda: (publisher.send(command()), controller.poll(20))[1] is not None)
+    before = dict(controller.counters)
+    bad = {
+        "bad_messages": [
+            b"garbage",
+            command(v=2),
+            command(action=[0.1, float("nan")]),
+            command(ttl_ms=-1),
+            protocol.encode(protocol.Frame(seq=0, stamp=0, image=np.zeros((2, 2, 3), np.uint8))),
+        ],
+        "expired": [command(stamp_send=protocol.now_ns() - 10_000_000_000)],
+        "wrong_dim": [command(action=[0.1, 0.2, 0.3]), command(action=[0.1])],
+    }
+    for payloads in bad.values():
+        for payload in payloads:
+            publisher.send(payload)
+    handed_out = _poll_until(controller, "bad_messages", before["bad_messages"] + 5)
+    handed_out += _poll_until(controller, "wrong_dim", before["wrong_dim"] + 2)
+    handed_out += _poll_until(controller, "expired", before["expired"] + 1)
+    assert handed_out == []
+    for reason, payloads in bad.items():
+        assert controller.counters[reason] == before[reason] + len(payloads), reason
+    assert controller.counters["commands"] == before["commands"]
+    assert controller.last_error is not None
+
+    publisher.send(command(seq=99))  # a good command still gets through after all that
+    (accepted,) = _poll_until(controller, "commands", before["commands"] + 1)
+    assert accepted.seq == 99
+
+
+def test_an_oversized_message_costs_the_sender_its_connection_not_the_controller(
+    controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil
+) -> None:
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(controller.command_endpoint)
+
+    def good() -> bytes:
+        return protocol.encode(
+            protocol.Command(seq=1, action=np.zeros(2), stamp_capture=0, stamp_send=protocol.now_ns(), ttl_ms=1000.0)
+        )
+
+    assert wait_until(lambda: (publisher.send(good()), controller.poll(20))[1] is not None)
+    publisher.send(b"\x00" * (protocol.MAX_MESSAGE_BYTES + 1))  # ZeroMQ drops the connection; PUB reconnects
+    assert wait_until(lambda: (publisher.send(good()), controller.poll(20))[1] is not None)
+    assert controller.counters["bad_messages"] == 0
+
+
+def test_runtime_refuses_to_send_what_the_controller_would_drop(runtime: RuntimeLink) -> None:
+    with pytest.raises(protocol.ProtocolError, match="'action'"):
+        runtime.send_command(np.array([0.0, np.nan]), 0, 100.0)
+    with pytest.raises(protocol.ProtocolError, match="'ttl_ms'"):
+        runtime.send_command(np.zeros(2), 0, 0.0)
+    assert runtime.counters["commands_sent"] == 0
+
+
+def test_frames_publish_only_when_configured(controller: ControllerLink) -> None:
+    controller.publish_frame(np.zeros((4, 4, 3), np.uint8), protocol.now_ns())
+    assert controller.counters["frames_sent"] == 1
+    with ControllerLink(action_dim=2, command_endpoint=ANY_PORT, state_endpoint=ANY_PORT) as no_camera:
+        assert no_camera.frame_endpoint is None
+        with pytest.raises(RuntimeError, match="frame_endpoint"):
+            no_camera.publish_frame(np.zeros((4, 4, 3), np.uint8), 0)
+
+
+def test_binding_a_taken_endpoint_names_it(controller: ControllerLink) -> None:
+    with pytest.raises(zmq.ZMQError, match=controller.state_endpoint):
+        ControllerLink(action_dim=2, command_endpoint=ANY_PORT, state_endpoint=controller.state_endpoint)
+
+
+def test_close_never_hangs_with_unsent_messages() -> None:
+    link = RuntimeLink("tcp://127.0.0.1:9", "tcp://127.0.0.1:9")  # nobody listens
+    for _ in range(100):
+        link.send_command(np.zeros(2), 0, 100.0)
+    link.close()
+    link.close()
+
+
+def test_watchdog_expires_until_fed_and_after_silence() -> None:
+    watchdog = Watchdog(timeout_ms=20)
+    assert watchdog.expired()  # never fed: hold still
+    watchdog.feed()
+    time.sleep(0.05)
+    assert watchdog.expired()
+    patient = Watchdog(timeout_ms=60_000)
+    patient.feed()
+    assert not patient.expired()
+    with pytest.raises(ValueError, match="positive"):
+        Watchdog(timeout_ms=0)

@@ -1,0 +1,218 @@
+"""The simulated controller over real sockets: commands move the arm, the watchdog stops it, it streams."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from runtime.link import protocol
+from runtime.link.runtime_side import RuntimeLink
+from runtime.sim.arm import forward_kinematics
+from runtime.sim.controller import SimControllerSettings, run_sim_controller
+from runtime.sources import open_source
+
+ANY_PORT = "tcp://127.0.0.1:*"
+WaitUntil = Callable[..., bool]
+
+
+@dataclass
+class RunningController:
+    thread: threading.Thread
+    stop: threading.Event
+    endpoints: dict[str, str]
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def halt(self) -> dict[str, int]:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+        return self.counters
+
+
+def start_controller(settings: SimControllerSettings) -> RunningController:
+    ready = threading.Event()
+    endpoints: dict[str, str] = {}
+    stop = threading.Event()
+    running = RunningController(threading.Thread(), stop, endpoints)
+
+    def on_ready(bound: dict[str, str]) -> None:
+        endpoints.update(bound)
+        ready.set()
+
+    def run() -> None:
+        running.counters = run_sim_controller(settings, stop, on_ready)
+
+    running.thread = threading.Thread(target=run, daemon=True)
+    running.thread.start()
+    assert ready.wait(20), "sim controller did not become ready"
+    return running
+
+
+@pytest.fixture
+def controller() -> Iterator[RunningController]:
+    running = start_controller(
+        SimControllerSettings(
+            command_endpoint=ANY_PORT,
+            state_endpoint=ANY_PORT,
+            frame_endpoint=ANY_PORT,
+            watchdog_ms=150.0,
+            frame_hz=20.0,
+            initial_q=(0.2, -0.3),
+        )
+    )
+    yield running
+    running.halt()
+
+
+@pytest.fixture
+def runtime(controller: RunningController) -> Iterator[RuntimeLink]:
+    link = RuntimeLink(controller.endpoints["command"], controller.endpoints["state"])
+    yield link
+    link.close()
+
+
+def _drive(runtime: RuntimeLink, action: list[float], until: Callable[[protocol.State], bool]) -> protocol.State:
+    """Keep commanding `action` (as a planner would, every ~20 ms) until a state satisfies `until`."""
+    for _ in range(500):
+        runtime.send_command(np.array(action), protocol.now_ns(), ttl_ms=1000.0)
+        state = runtime.wait_state(0.02)
+        if state is not None and until(state):
+            return state
+    raise AssertionError(f"no state satisfied the condition; counters {runtime.counters}")
+
+
+def test_commands_move_the_arm_and_the_watchdog_stops_it(
+    controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = runtime.wait_state(5.0)
+    assert first is not None
+    assert first.stopped and first.last_command_seq == -1  # holding still until the first command
+    np.testing.assert_allclose(first.q, [0.2, -0.3], atol=1e-6)
+    np.testing.assert_allclose(first.ee, forward_kinematics(first.q), atol=1e-6)
+
+    moving = _drive(runtime, [1.0, -1.0], until=lambda s: s.q[0] > 0.35 and s.q[1] < -0.45)
+    assert not moving.stopped and moving.last_command_seq >= 0
+    assert moving.dq[0] > 0 and moving.dq[1] < 0
+
+    # Silence: the watchdog holds the arm still and says so.
+    assert wait_until(lambda: (s := runtime.wait_state(0.1)) is not None and s.stopped and abs(s.dq).max() < 1e-3)
+    rest = runtime.wait_state(5.0)
+    assert rest is not None
+    assert wait_until(
+        lambda: (
+            (s := runtime.wait_state(0.1)) is not None and s.seq > rest.seq + 5 and np.allclose(s.q, rest.q, atol=1e-3)
+        )
+    )
+
+    counters = controller.halt()
+    assert counters["watchdog_stops"] == 1
+    assert counters["commands_applied"] >= 1 and counters["stops_applied"] == 0
+    assert sum("no valid command" in r.getMessage() for r in caplog.records) == 1  # logged once per silence
+
+
+def test_a_stop_holds_the_arm_until_the_next_command(
+    controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil
+) -> None:
+    assert runtime.wait_state(5.0) is not None
+    _drive(runtime, [-1.0, 0.0], until=lambda s: not s.stopped)
+    runtime.send_stop("test")
+    assert wait_until(lambda: (s := runtime.wait_state(0.1)) is not None and s.stopped)
+    held = runtime.wait_state(5.0)
+    assert held is not None and held.stopped
+    resumed = _drive(runtime, [1.0, 0.0], until=lambda s: not s.stopped and s.dq[0] > 0)
+    assert resumed.last_command_seq > held.last_command_seq
+    assert controller.halt()["stops_applied"] == 1
+
+
+def test_frames_stream_with_increasing_seq_and_capture_stamps(controller: RunningController) -> None:
+    endpoint = controller.endpoints["frame"]
+    with open_source("zmq:" + endpoint.removeprefix("tcp:")) as frames:
+        received = [f for f in (frames.read_latest(5.0) for _ in range(4)) if f is not None]
+    assert len(received) == 4
+    assert all(f.image.shape == (64, 64, 3) and f.image.dtype == np.uint8 for f in received)
+    assert [f.seq for f in received] == sorted({f.seq for f in received})
+    assert all(b.stamp_ns > a.stamp_ns for a, b in itertools.pairwise(received))
+    assert received[0].image.std() > 0  # a rendered scene, not a blank buffer
+
+
+def test_runtime_sees_the_controller_go_and_come_back() -> None:
+    settings = SimControllerSettings(
+        command_endpoint=ANY_PORT, state_endpoint=ANY_PORT, frame_endpoint=ANY_PORT, frame_hz=1.0
+    )
+    first = start_controller(settings)
+    endpoints = first.endpoints
+    with RuntimeLink(endpoints["command"], endpoints["state"]) as runtime:
+        assert runtime.wait_state(5.0) is not None
+        first.halt()
+        runtime.latest_state()  # whatever was already in flight
+        assert runtime.wait_state(0.5) is None  # gone: no states
+
+        again = start_controller(
+            SimControllerSettings(
+                command_endpoint=endpoints["command"],
+                state_endpoint=endpoints["state"],
+                frame_endpoint=endpoints["frame"],
+                frame_hz=1.0,
+            )
+        )
+        try:
+            assert runtime.wait_state(10.0) is not None  # the SUB reconnected by itself
+            _drive(runtime, [0.5, 0.5], until=lambda s: not s.stopped)  # and so did the command PUB
+        finally:
+            counters = again.halt()
+        assert counters["commands_applied"] >= 1
+
+
+def test_cli_prints_ready_and_exit_lines_and_exits_cleanly_on_sigterm() -> None:
+    code = "import typer; from runtime.cli.controller import controller_sim; typer.run(controller_sim)"
+    args = [
+        "--command-endpoint",
+        ANY_PORT,
+        "--state-endpoint",
+        ANY_PORT,
+        "--frame-endpoint",
+        ANY_PORT,
+        "--initial-q",
+        "0.5,-0.5",
+        "--frame-hz",
+        "5",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        assert ready["event"] == "ready"
+        assert all(ready[k].startswith("tcp://127.0.0.1:") for k in ("command", "state", "frame"))
+        with RuntimeLink(ready["command"], ready["state"]) as runtime:
+            state = runtime.wait_state(10.0)
+            assert state is not None
+            np.testing.assert_allclose(state.q, [0.5, -0.5], atol=1e-6)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    exit_line = json.loads(out.strip().splitlines()[-1])
+    assert exit_line["event"] == "exit" and exit_line["counters"]["states_sent"] > 0
+
+
+def test_cli_refuses_a_malformed_initial_q() -> None:
+    code = "import typer; from runtime.cli.controller import controller_sim; typer.run(controller_sim)"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--initial-q", "0.1"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert "--initial-q" in result.stderr
