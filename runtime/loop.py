@@ -1,8 +1,10 @@
 """The control loop: newest frame -> encode -> plan -> safety filter -> command, at a fixed rate.
 
 Each tick also takes the newest goal message (docs/goals.md) and, when the run's config file changed or
-SIGHUP arrived, reloads the planner section (runtime/reload.py). With `planner.execute_steps` = k > 1 a
-plan's first k actions go out on k consecutive ticks (an action chunk) before the next plan.
+SIGHUP arrived, reloads the planner section (runtime/reload.py). Whether a tick stops, plans or sends the
+next planned action is decided by `runtime.tick_decision.decide` from what the tick read; this module does
+the reading and the carrying out. With `planner.execute_steps` = k > 1 a plan's first k actions go out on
+k consecutive ticks (an action chunk) before the next plan.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
 from runtime.telemetry import Telemetry, TimingSeries
+from runtime.tick_decision import Act, TickView, decide, frame_is_fresh
 from runtime.world import load_world_model
 
 StopCondition = Callable[[protocol.State | None], bool]
@@ -214,26 +217,28 @@ class ControlLoop:
             else:
                 counters["wrong_state_dim"] += 1
                 self.state = None  # never plan from an older state once the controller sends ones that do not fit
-        fresh = self.frame is not None and (now - self._frame_seen) * 1000 <= self.config.source.frame_timeout_ms
+        frame_age_ms = None if self.frame is None else (now - self._frame_seen) * 1000
         if self.goal_server is not None:
             # After the frame is read: a capture takes the newest view, and only a fresh one.
+            fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
             self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
         if self.watcher is not None:
             self._take_config_edit()
 
-        if not fresh or self.frame is None:
-            counters["stale_frames"] += 1
-            self._send_stop("no fresh frame")
-        elif self._wrong_state_shape is not None:
-            self._send_stop("controller state does not fit the model")
-        elif self.state is None or (now - self._state_seen) * 1000 > self.config.link.state_timeout_ms:
-            counters["missing_state"] += 1
-            self._send_stop("no controller state")
-        elif self.goal is None:
-            counters["no_goal"] += 1
-            self._send_stop("no goal")
+        chunk_left = 0 if self._chunk is None else len(self._chunk) - self._chunk_next
+        view = TickView(frame_age_ms=frame_age_ms, state_fits=self._wrong_state_shape is None,
+                        state_age_ms=None if self.state is None else (now - self._state_seen) * 1000,
+                        has_goal=self.goal is not None, chunk_left=chunk_left)
+        decision = decide(view, frame_timeout_ms=self.config.source.frame_timeout_ms,
+                          state_timeout_ms=self.config.link.state_timeout_ms)
+        if decision.act is Act.STOP:
+            if decision.counter is not None:
+                counters[decision.counter] += 1
+            self._send_stop(decision.reason)
         else:
-            self._act(self.frame, self.state)
+            assert self.frame is not None and self.state is not None  # decide() stops without either
+            planned = self._plan(self.frame, self.state) if decision.act is Act.PLAN else None
+            self._send_next(self.frame, self.state, planned)
         counters["drops"] = self.source.dropped
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
 
@@ -257,10 +262,9 @@ class ControlLoop:
         self._chunk_stamp = frame.stamp_ns
         return latent, plan
 
-    def _act(self, frame: SourceFrame, state: protocol.State) -> None:
-        planned: tuple[np.ndarray, PlanResult] | None = None
-        if self._chunk is None or self._chunk_next >= len(self._chunk):
-            planned = self._plan(frame, state)
+    def _send_next(self, frame: SourceFrame, state: protocol.State,
+                   planned: tuple[np.ndarray, PlanResult] | None) -> None:
+        """Send the chunk's next action through the safety filter (a stop if it refuses); record the tick."""
         assert self._chunk is not None
         verdict = self.safety(self._chunk[self._chunk_next])
         self._chunk_next += 1

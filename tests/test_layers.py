@@ -25,7 +25,8 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
         if isinstance(node, ast.Import):
             found += [(alias.name, node.lineno, id(node) in top_level) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.module, node.lineno, id(node) in top_level))
+            # `from a import b` as a.b: b may be a module (`from runtime import cli`).
+            found += [(f"{node.module}.{alias.name}", node.lineno, id(node) in top_level) for alias in node.names]
     return found
 
 
@@ -39,6 +40,20 @@ def test_imports_point_downward(layer: str) -> None:
         if module.split(".")[0] in forbidden
     ]
     assert not offences, "layering violated (runtime -> planning -> perception -> calibration):\n" + "\n".join(offences)
+
+
+def test_only_the_command_line_imports_the_command_line() -> None:
+    """runtime/cli/ parses, calls the library and prints: the library never calls back into it."""
+    cli = ROOT / "runtime" / "cli"
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for layer in LAYERS
+        for path in sorted((ROOT / layer).rglob("*.py"))
+        if cli not in path.parents
+        for module, line, _ in _imports(path)
+        if module == "runtime.cli" or module.startswith("runtime.cli.")
+    ]
+    assert not offences, "only runtime/cli/ may import runtime.cli:\n" + "\n".join(offences)
 
 
 def test_heavy_frameworks_are_imported_lazily() -> None:
