@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from perception.engines import Backend, create_engine
@@ -66,12 +65,6 @@ class WorldModel:
     def encode_goal_image(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Visual latent (visual_dim,) of a goal view; goals carry no robot state."""
         return self.encode(frame_bgr, None)[: self.visual_dim].copy()
-
-    def load_goal_image(self, path: str | Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"goal image {path}: missing or not a readable image")
-        return self.encode_goal_image(image)
 
     def encode_goal_state(self, q: np.ndarray) -> np.ndarray:
         """Proprio part of the latent (latent_dim - visual_dim,) for joint positions q held still (dq = 0)."""

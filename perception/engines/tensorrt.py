@@ -206,7 +206,12 @@ class _Session:
 
 
 class _Worker:
-    """Runs calls one at a time on its own thread: the only thread that touches one engine's CUDA state."""
+    """Runs calls one at a time on its own thread: the only thread that touches one engine's CUDA state.
+
+    Not a `ThreadPoolExecutor(max_workers=1)`, which would also keep one owner thread: its workers are joined
+    at interpreter exit before `atexit` handlers run, so an engine still open then could no longer be closed on
+    the thread that owns its context (submitting raises "cannot schedule new futures after shutdown").
+    """
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()

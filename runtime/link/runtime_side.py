@@ -108,20 +108,6 @@ class RuntimeLink:
         state, self._newest = self._newest, None
         return state
 
-    def wait_state(self, timeout_s: float) -> protocol.State | None:
-        """Like latest_state, but waits up to timeout_s for a state to arrive."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            state = self.latest_state()
-            remaining = deadline - time.monotonic()
-            if state is not None or remaining <= 0:
-                return state
-            self._states.poll(max(1, int(remaining * 1000)), zmq.POLLIN)
-
-    def seconds_since_heard(self) -> float | None:
-        """Seconds since the last valid state or heartbeat was drained (None if never)."""
-        return None if self.last_heard is None else time.monotonic() - self.last_heard
-
     def close(self) -> None:
         """Close both sockets without lingering; safe to call twice."""
         if self._closed:

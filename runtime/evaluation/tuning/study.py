@@ -198,7 +198,7 @@ def _needs_base(study: optuna.Study) -> bool:
 
 
 def _close_stale(study: optuna.Study) -> None:
-    """Trials left RUNNING by a driver that was killed outright: failed, interrupted (they never reported)."""
+    """Trials left RUNNING (by a driver killed outright, or cut by Ctrl-C): failed, interrupted."""
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         Trial(study, frozen._trial_id).set_user_attr("reason", INTERRUPTED)
         study.tell(frozen.number, state=TrialState.FAIL)
@@ -247,9 +247,9 @@ def run_study(spec: TuneSpec, runner: TrialRunner, *, trials: int, timeout_s: fl
         except KeyboardInterrupt:
             outcome.interrupted = True
             runner.cancel(list(in_flight))
-            for trial in in_flight.values():
-                trial.set_user_attr("reason", INTERRUPTED)
-                study.tell(trial, state=TrialState.FAIL)
+            # Every trial still running, also one asked but not yet submitted when Ctrl-C came (this driver
+            # alone asks trials of the study).
+            _close_stale(study)
         finally:
             runner.close()
     return outcome

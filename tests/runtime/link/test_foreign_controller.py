@@ -17,6 +17,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from waiting import wait_state
 
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
@@ -96,7 +97,7 @@ def _until(
     for _ in range(500):
         if action is not None:
             runtime.send_command(np.array(action), protocol.now_ns(), ttl_ms=500.0)
-        state = runtime.wait_state(0.02)
+        state = wait_state(runtime, 0.02)
         if state is not None and condition(state):
             return state
     raise AssertionError(f"no state satisfied the condition; runtime counters {runtime.counters}")

@@ -9,6 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from waiting import wait_state
 
 from runtime.link import protocol
 from runtime.link.controller_side import ControllerLink, Watchdog
@@ -52,7 +53,7 @@ def _connect_commands(runtime: RuntimeLink, controller: ControllerLink, wait_unt
 def _connect_states(runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil) -> None:
     def one_state_arrives() -> bool:
         controller.publish_state(np.zeros(2), np.zeros(2), None, True, -1)
-        return runtime.wait_state(0.02) is not None
+        return wait_state(runtime, 0.02) is not None
 
     assert wait_until(one_state_arrives)
 
@@ -101,7 +102,7 @@ def test_states_and_heartbeats_reach_the_runtime(
     _connect_states(runtime, controller, wait_until)
     assert runtime.latest_state() is None  # nothing new since the last call
     controller.publish_state(np.array([0.1, 0.2]), np.array([0.3, 0.4]), np.array([0.5, 0.6]), False, 17)
-    state = runtime.wait_state(5.0)
+    state = wait_state(runtime, 5.0)
     assert state is not None
     np.testing.assert_array_equal(state.q, [0.1, 0.2])
     np.testing.assert_array_equal(state.ee, [0.5, 0.6])
@@ -111,8 +112,6 @@ def test_states_and_heartbeats_reach_the_runtime(
     controller.publish_heartbeat("arm")
     assert wait_until(lambda: runtime.latest_state() is None and runtime.counters["heartbeats"] == 1)
     assert runtime.last_heard is not None and heard_before is not None and runtime.last_heard > heard_before
-    since = runtime.seconds_since_heard()
-    assert since is not None and since >= 0
 
 
 def test_runtime_drops_and_counts_bad_state_messages(zmq_context: zmq.Context, wait_until: WaitUntil) -> None:
@@ -126,7 +125,7 @@ def test_runtime_drops_and_counts_bad_state_messages(zmq_context: zmq.Context, w
     wrong_version = msgpack.packb(msgpack.unpackb(good) | {"v": 99})
     wrong_type = protocol.encode(protocol.Stop(seq=1, stamp_send=1, reason="not a state"))
     with RuntimeLink("tcp://127.0.0.1:9", endpoint, context=zmq_context) as runtime:
-        assert wait_until(lambda: (publisher.send(good), runtime.wait_state(0.02))[1] is not None)
+        assert wait_until(lambda: (publisher.send(good), wait_state(runtime, 0.02))[1] is not None)
         # The state socket conflates, so send one bad message at a time and wait for it to be counted.
         for count, payload in enumerate([b"\x00garbage", wrong_version, wrong_type, msgpack.packb([1])], 1):
             publisher.send(payload)

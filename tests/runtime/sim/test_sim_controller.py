@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from waiting import wait_state
 
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
@@ -84,7 +85,7 @@ def _drive(runtime: RuntimeLink, action: list[float], until: Callable[[protocol.
     """Keep commanding `action` (as a planner would, every ~20 ms) until a state satisfies `until`."""
     for _ in range(500):
         runtime.send_command(np.array(action), protocol.now_ns(), ttl_ms=1000.0)
-        state = runtime.wait_state(0.02)
+        state = wait_state(runtime, 0.02)
         if state is not None and until(state):
             return state
     raise AssertionError(f"no state satisfied the condition; counters {runtime.counters}")
@@ -93,7 +94,7 @@ def _drive(runtime: RuntimeLink, action: list[float], until: Callable[[protocol.
 def test_commands_move_the_arm_and_the_watchdog_stops_it(
     controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = runtime.wait_state(5.0)
+    first = wait_state(runtime, 5.0)
     assert first is not None
     assert first.stopped and first.last_command_seq == -1  # holding still until the first command
     np.testing.assert_allclose(first.q, [0.2, -0.3], atol=1e-6)
@@ -104,12 +105,12 @@ def test_commands_move_the_arm_and_the_watchdog_stops_it(
     assert moving.dq[0] > 0 and moving.dq[1] < 0
 
     # Silence: the watchdog holds the arm still and says so.
-    assert wait_until(lambda: (s := runtime.wait_state(0.1)) is not None and s.stopped and abs(s.dq).max() < 1e-3)
-    rest = runtime.wait_state(5.0)
+    assert wait_until(lambda: (s := wait_state(runtime, 0.1)) is not None and s.stopped and abs(s.dq).max() < 1e-3)
+    rest = wait_state(runtime, 5.0)
     assert rest is not None
     assert wait_until(
         lambda: (
-            (s := runtime.wait_state(0.1)) is not None and s.seq > rest.seq + 5 and np.allclose(s.q, rest.q, atol=1e-3)
+            (s := wait_state(runtime, 0.1)) is not None and s.seq > rest.seq + 5 and np.allclose(s.q, rest.q, atol=1e-3)
         )
     )
 
@@ -122,11 +123,11 @@ def test_commands_move_the_arm_and_the_watchdog_stops_it(
 def test_a_stop_holds_the_arm_until_the_next_command(
     controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil
 ) -> None:
-    assert runtime.wait_state(5.0) is not None
+    assert wait_state(runtime, 5.0) is not None
     _drive(runtime, [-1.0, 0.0], until=lambda s: not s.stopped)
     runtime.send_stop("test")
-    assert wait_until(lambda: (s := runtime.wait_state(0.1)) is not None and s.stopped)
-    held = runtime.wait_state(5.0)
+    assert wait_until(lambda: (s := wait_state(runtime, 0.1)) is not None and s.stopped)
+    held = wait_state(runtime, 5.0)
     assert held is not None and held.stopped
     resumed = _drive(runtime, [1.0, 0.0], until=lambda s: not s.stopped and s.dq[0] > 0)
     assert resumed.last_command_seq > held.last_command_seq
@@ -151,10 +152,10 @@ def test_runtime_sees_the_controller_go_and_come_back() -> None:
     first = start_controller(settings)
     endpoints = first.endpoints
     with RuntimeLink(endpoints["command"], endpoints["state"]) as runtime:
-        assert runtime.wait_state(5.0) is not None
+        assert wait_state(runtime, 5.0) is not None
         first.halt()
         runtime.latest_state()  # whatever was already in flight
-        assert runtime.wait_state(0.5) is None  # gone: no states
+        assert wait_state(runtime, 0.5) is None  # gone: no states
 
         again = start_controller(
             SimControllerSettings(
@@ -165,7 +166,7 @@ def test_runtime_sees_the_controller_go_and_come_back() -> None:
             )
         )
         try:
-            assert runtime.wait_state(10.0) is not None  # the SUB reconnected by itself
+            assert wait_state(runtime, 10.0) is not None  # the SUB reconnected by itself
             _drive(runtime, [0.5, 0.5], until=lambda s: not s.stopped)  # and so did the command PUB
         finally:
             counters = again.halt()
@@ -195,7 +196,7 @@ def test_cli_prints_ready_and_exit_lines_and_exits_cleanly_on_sigterm() -> None:
         assert ready["event"] == "ready"
         assert all(ready[k].startswith("tcp://127.0.0.1:") for k in ("command", "state", "frame"))
         with RuntimeLink(ready["command"], ready["state"]) as runtime:
-            state = runtime.wait_state(10.0)
+            state = wait_state(runtime, 10.0)
             assert state is not None
             np.testing.assert_allclose(state.q, [0.5, -0.5], atol=1e-6)
         process.send_signal(signal.SIGTERM)
