@@ -10,6 +10,7 @@ image, or `max_frames` are kept.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -103,3 +104,19 @@ class FrameSelector:
         self.detections.append(found)
         why = f"{new_cells} new grid cells" if new_cells else f"new pose (change {change:.2f})"
         return Offer(True, why, found)
+
+
+def capture(selector: FrameSelector, read: Callable[[float], np.ndarray | None], ended: Callable[[], bool],
+            timeout_s: float, on_frame: Callable[[], None] = lambda: None) -> str:
+    """Offer frames from `read(timeout_s)` (None: nothing came) to the selector until it has enough, the
+    source has `ended`, no frame comes for `timeout_s` or Ctrl-C; returns which of these stopped it."""
+    try:
+        while not selector.enough:
+            frame = read(timeout_s)
+            if frame is None:
+                return "the source ended" if ended() else f"no frame for {timeout_s:g} s"
+            selector.offer(frame)
+            on_frame()
+    except KeyboardInterrupt:
+        return "interrupted"
+    return "enough frames"

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from calibration.boards import BoardSpec, board_image
-from calibration.camera_file import CameraCalibration
+from calibration.camera_file import CameraCalibration, Extrinsics, write_opencv
 from calibration.lens import LensModel, project_points
+from calibration.poses import RobotView, write_poses
 
 
 def example_camera(model: LensModel, size: tuple[int, int]) -> CameraCalibration:
@@ -212,3 +214,37 @@ def handeye_scene(calibration: CameraCalibration, spec: BoardSpec, count: int,
         camera_T_board[:3, 3] = pose.tvec
         grippers.append(base_T_camera @ camera_T_board @ np.linalg.inv(gripper_T_board))
     return HandEyeScene(base_T_camera, gripper_T_board, grippers, poses)
+
+
+@dataclass
+class SyntheticSet:
+    images: list[Path]
+    truth: Path  # the camera they were rendered through (OpenCV FileStorage YAML)
+    poses: Path | None  # with a hand-eye scene: the robot poses file
+    gripper_T_board: np.ndarray | None  # with a hand-eye scene: where the board sits on the gripper
+
+
+def write_synthetic_set(spec: BoardSpec, model: LensModel, size: tuple[int, int], views: int, out: Path, *,
+                        handeye: bool = False, noise: float = 1.5, seed: int = 0) -> SyntheticSet:
+    """Render `views` board images through `example_camera(model, size)` into `out` (view_NNN.png), with the
+    camera as truth.yaml and, for a hand-eye scene (a fixed camera, the board on the gripper), poses.yaml."""
+    truth = example_camera(model, size)
+    rng = np.random.default_rng(seed)
+    scene = handeye_scene(truth, spec, views, rng) if handeye else None
+    poses = scene.camera_T_board if scene is not None else random_poses(truth, spec, views, rng)
+    renderer = Renderer(truth, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    for index, pose in enumerate(poses):
+        path = out / f"view_{index:03d}.png"
+        cv2.imwrite(str(path), renderer.render(pose.rvec, pose.tvec, noise=noise, rng=rng))
+        images.append(path)
+    poses_path = None
+    if scene is not None:
+        truth.extrinsics = Extrinsics(scene.base_T_camera, views, 0.0, 0.0)
+        poses_path = out / "poses.yaml"
+        write_poses([RobotView(p, g) for p, g in zip(images, scene.base_T_gripper, strict=True)], poses_path)
+    truth.board = str(spec)
+    write_opencv(truth, out / "truth.yaml")
+    return SyntheticSet(images, out / "truth.yaml", poses_path,
+                        scene.gripper_T_board if scene is not None else None)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from calibration.boards import BoardDetector, BoardSpec
     from calibration.capture import FrameSelector
     from calibration.images import ImageDetections
-    from calibration.intrinsics import IntrinsicsResult
 
 calibrate_app = typer.Typer(help="Camera calibration: intrinsics, undistortion and extrinsics (docs/calibration.md).",
                             no_args_is_help=True)
@@ -109,36 +108,28 @@ def _detect_files(pattern: str, detector: BoardDetector) -> ImageDetections:
 
 
 def _capture(uri: str, selector: FrameSelector, timeout_s: float) -> str:
-    """Offer frames from a source to the selector until it has enough; returns why capture stopped."""
+    """Offer frames from a source to the selector until it has enough, with a progress bar; returns why it stopped."""
     from rich.progress import BarColumn, TextColumn
 
+    from calibration.capture import capture
     from runtime.sources import open_source
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"))
     with open_source(uri, pace="fast", loop=False) as source, _progress(*columns) as progress:
         task = progress.add_task("frames kept", total=selector.min_frames, status="waiting for frames")
-        stopped = "enough frames"
-        try:
-            while not selector.enough:
-                frame = source.read_latest(timeout_s)
-                if frame is None:
-                    stopped = "the source ended" if source.finished else f"no frame for {timeout_s:g} s"
-                    break
-                selector.offer(frame.image)
-                rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(selector.rejected.items()))
-                progress.update(task, completed=len(selector.frames),
-                                status=f"{len(selector.frames)} kept of {selector.seen} seen, coverage "
-                                       f"{selector.coverage:.0%} (target {selector.target_coverage:.0%})"
-                                       + (f"; skipped: {rejected}" if rejected else ""))
-        except KeyboardInterrupt:
-            stopped = "interrupted"
-    return stopped
 
+        def show() -> None:
+            rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(selector.rejected.items()))
+            progress.update(task, completed=len(selector.frames),
+                            status=f"{len(selector.frames)} kept of {selector.seen} seen, coverage "
+                                   f"{selector.coverage:.0%} (target {selector.target_coverage:.0%})"
+                                   + (f"; skipped: {rejected}" if rejected else ""))
 
-def _sample_view(result: IntrinsicsResult, corners: dict[str, np.ndarray]) -> str:
-    """The view whose corners reach farthest from the image centre: it shows the distortion best."""
-    centre = np.asarray(result.calibration.size, np.float64) / 2
-    return max(corners, key=lambda name: float(np.linalg.norm(corners[name] - centre, axis=1).max()))
+        def read(timeout: float) -> np.ndarray | None:
+            frame = source.read_latest(timeout)
+            return None if frame is None else frame.image
+
+        return capture(selector, read, lambda: source.finished, timeout_s, show)
 
 
 @calibrate_app.command("intrinsics")
@@ -168,13 +159,10 @@ def intrinsics_command(
     """Calibrate a camera's intrinsics from board images (--images) or a live or recorded source (--source)."""
     import cv2
 
-    from calibration.camera_file import write_opencv, write_ros
     from calibration.capture import FrameSelector
     from calibration.images import read_image
-    from calibration.intrinsics import BoardView, calibrate_intrinsics
-    from calibration.plots import plot_coverage, plot_undistorted, plot_view_errors
-    from calibration.report import intrinsics_report
-    from calibration.undistort import Undistorter
+    from calibration.intrinsics import BoardView
+    from calibration.results import IntrinsicsOutputs, calibrate_and_write_intrinsics
 
     if (images is None) == (source is None):
         raise typer.BadParameter("give either --images or --source", param_hint="--images")
@@ -209,26 +197,9 @@ def intrinsics_command(
                 frames_out.mkdir(parents=True, exist_ok=True)
                 for name, frame in frames.items():
                     cv2.imwrite(str(frames_out / f"{name}.png"), frame)
-        result = calibrate_intrinsics(views, detector.spec, size, model.value, camera_name)
-        summary = intrinsics_report(result, rejected, rejected_frames)
-        write_opencv(result.calibration, out)
-        written: dict[str, Any] = {"opencv": str(out)}
-        if ros_out is not None:
-            write_ros(result.calibration, ros_out)
-            written["ros"] = str(ros_out)
-        if plots is not None:
-            sample = _sample_view(result, {v.name: v.detection.corners for v in views})
-            original = image_of(sample)
-            undistorted = Undistorter(result.calibration, str(out))(original)
-            written["plots"] = [str(p) for p in (
-                plot_view_errors(result.views, summary["rms_px"], plots / "errors.png"),
-                plot_coverage([v.detection.corners for v in views], size, result.coverage, plots / "coverage.png"),
-                plot_undistorted(original, undistorted, plots / "undistorted.png"),
-            )]
-        summary["files"] = written
-        for path in ([report] if report is not None else []) + ([plots / "report.json"] if plots is not None else []):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(summary, indent=2))
+        summary = calibrate_and_write_intrinsics(views, detector.spec, size, model.value, camera_name, rejected,
+                                                 rejected_frames, image_of,
+                                                 IntrinsicsOutputs(out, ros_out, plots, report))
     except (ValueError, OSError) as exc:  # bad board images, spec or files; the text names them
         raise fail(str(exc)) from exc
     _print_report(summary, json_)
@@ -247,29 +218,19 @@ def extrinsics_command(
 ) -> None:
     """Hand-eye calibration of a fixed camera: its pose in the robot base frame from images of a board the
     robot holds at known poses."""
-    from calibration.camera_file import file_format, read_calibration, write_calibration, write_ros
-    from calibration.extrinsics import calibrate_extrinsics, with_extrinsics
-    from calibration.poses import read_poses
-    from calibration.report import extrinsics_report
+    from calibration.results import calibrate_and_write_extrinsics
 
     detector = _detector(board, min_sharpness)
     try:
-        calibration = read_calibration(camera)
-        views = read_poses(poses)
         with _progress() as progress:
-            task = progress.add_task(f"finding the board in {len(views)} images", total=len(views))
-            result = calibrate_extrinsics(calibration, detector, views,
-                                          lambda done: progress.update(task, completed=done))
-        updated = with_extrinsics(calibration, result)
-        write_calibration(updated, camera, file_format(camera))
-        summary = extrinsics_report(result.handeye, result.rejected, result.names)
-        summary["files"] = {"calibration": str(camera)}
-        if ros_out is not None:
-            write_ros(updated, ros_out)
-            summary["files"]["ros"] = str(ros_out)
-        if report is not None:
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(json.dumps(summary, indent=2))
+            task = progress.add_task("finding the board", total=None)
+
+            def show(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total,
+                                description=f"finding the board in {total} images")
+
+            summary = calibrate_and_write_extrinsics(camera, poses, detector, ros_out=ros_out, report=report,
+                                                     progress=show)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     _print_report(summary, json_)
@@ -290,35 +251,15 @@ def synthesize_command(
     seed: Annotated[int, typer.Option(help="Random seed of the board poses.")] = 0,
 ) -> None:
     """Render board views through a known camera (truth.yaml), to try calibration without a camera."""
-    import cv2
-
-    from calibration.camera_file import Extrinsics, write_opencv
-    from calibration.poses import RobotView, write_poses
-    from calibration.synthetic import Renderer, example_camera, handeye_scene, random_poses
+    from calibration.synthetic import write_synthetic_set
 
     spec = _spec(board)
-    truth = example_camera(model.value, (width, height))
-    rng = np.random.default_rng(seed)
     try:
-        if handeye:
-            scene = handeye_scene(truth, spec, views, rng)
-            poses = scene.camera_T_board
-        else:
-            poses = random_poses(truth, spec, views, rng)
+        written = write_synthetic_set(spec, model.value, (width, height), views, out, handeye=handeye, noise=noise,
+                                      seed=seed)
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    renderer = Renderer(truth, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, pose in enumerate(poses):
-        path = out / f"view_{index:03d}.png"
-        cv2.imwrite(str(path), renderer.render(pose.rvec, pose.tvec, noise=noise, rng=rng))
-        paths.append(path)
-    if handeye:
-        truth.extrinsics = Extrinsics(scene.base_T_camera, views, 0.0, 0.0)
-        write_poses([RobotView(p, g) for p, g in zip(paths, scene.base_T_gripper, strict=True)], out / "poses.yaml")
-        typer.echo(f"board on the gripper (gripper_T_board): {np.round(scene.gripper_T_board, 4).tolist()}")
-    truth.board = str(spec)
-    write_opencv(truth, out / "truth.yaml")
-    typer.echo(f"{out}: {len(paths)} views of {spec} through the camera in {out / 'truth.yaml'}"
-               + (f", robot poses in {out / 'poses.yaml'}" if handeye else ""))
+    if written.gripper_T_board is not None:
+        typer.echo(f"board on the gripper (gripper_T_board): {np.round(written.gripper_T_board, 4).tolist()}")
+    typer.echo(f"{out}: {len(written.images)} views of {spec} through the camera in {written.truth}"
+               + (f", robot poses in {written.poses}" if written.poses is not None else ""))

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-
-# The sim arm's joints, in proprio and action order (runtime/sim/scene.xml).
-JOINTS = ("shoulder", "elbow")
-MODEL_NAME = "planar-arm-jepa"
 
 
 def record(
@@ -40,41 +34,16 @@ def train(
     = None,
 ) -> None:
     """Train the world model (encoder + predictor) on recorded episodes and export it with its manifest."""
-    from perception.export import ModelInterface, export_world_model
-    from planning.training import EpisodeArrays, TrainSettings, train_world_model
-    from runtime.recording import read_episode
-    from runtime.sim.arm import VELOCITY_LIMIT
+    from planning.training import TrainSettings
+    from runtime.offline.train import NoRecordingsError, train_from_recordings
 
-    files = sorted(data.glob("*.mcap"))
-    if not files:
-        raise typer.BadParameter(f"{data}: no .mcap recordings found", param_hint="--data")
-    episodes = [read_episode(path) for path in files]
-    periods = np.concatenate([np.diff(e.stamps) for e in episodes]) / 1e9
-    control_period_s = round(float(np.median(periods)), 6)
-    arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions) for e in episodes]
     settings = TrainSettings(seed=seed, epochs=epochs, threads=threads, time_budget_s=time_budget_s)
-    result = train_world_model(arrays, settings)
-    # Over the training arrays, not the files: re-recording the same episodes changes only the stamps.
-    data_digest = hashlib.sha256()
-    for episode in arrays:
-        for array in (episode.frames, episode.q, episode.dq, episode.actions):
-            data_digest.update(np.ascontiguousarray(array).tobytes())
-    interface = ModelInterface(
-        name=MODEL_NAME,
-        image=result.image,
-        proprio_names=[f"{joint}.position" for joint in JOINTS] + [f"{joint}.velocity" for joint in JOINTS],
-        action_names=[f"{joint}.velocity" for joint in JOINTS],
-        action_low=[-VELOCITY_LIMIT] * len(JOINTS),
-        action_high=[VELOCITY_LIMIT] * len(JOINTS),
-        action_units="rad/s",
-        control_period_s=control_period_s,
-        training={"settings": json.loads(settings.model_dump_json()), "metrics": result.metrics,
-                  "data": {"episodes": len(files), "frames": int(sum(len(e) for e in episodes)),
-                           "sha256": data_digest.hexdigest()}},
-    )
-    manifest = export_world_model(result.encoder, result.predictor, out, result.config, interface, seed=seed)
-    typer.echo(str(manifest))
-    typer.echo(json.dumps({k: result.metrics[k] for k in (
+    try:
+        trained = train_from_recordings(data, out, settings)
+    except NoRecordingsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from exc
+    typer.echo(str(trained.manifest))
+    typer.echo(json.dumps({k: trained.metrics[k] for k in (
         "probe_r2", "visual_q_error_rad_mean", "rollout_relative_rmse_visual", "latent_std_min_visual",
         "latent_std_min_proprio", "train_seconds")}))
 

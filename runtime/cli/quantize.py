@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from calibration.frame_sets import EpisodeFrames
 from runtime.cli.common import fail
 from runtime.config import RunConfig
 
@@ -34,43 +31,36 @@ def quantize(
 ) -> None:
     """Quantize encoder and predictor to INT8 (symmetric, per-channel, Q/DQ) for ONNX Runtime and TensorRT."""
     from calibration.camera_file import CalibrationFileError
-    from calibration.frame_sets import CalibrationSetError, build_calibration_set, cached_calibration_set, source_key
-    from calibration.undistort import FrameSizeError, Undistorter
+    from calibration.frame_sets import CalibrationSetError
+    from calibration.undistort import FrameSizeError
     from perception.manifest import ManifestError, load_manifest
-    from perception.quantize import QuantizationError, quantize_model
+    from perception.quantize import QuantizationError
     from runtime.config import ConfigError
+    from runtime.offline.quantize import quantize_from_recordings
     from runtime.recording import RecordingError
 
     if not calibration:
         raise fail("no calibration data: give --calibration RECORDING.mcap (real frames set the INT8 ranges; "
                     "there is no random fallback)")
-    recordings = list(dict.fromkeys(calibration))  # a recording named twice would count its frames twice
     try:
         fp32 = load_manifest(manifest)
         config, run_config = _run_config(config)
-        settings = run_config.planner
         if report:  # before the work: a report that cannot run must not be found out after quantizing
             _check_goal_set(fp32.root / "manifest.json", goals)
-        key = source_key(recordings, frames)
-        frame_set = cached_calibration_set(cache, key, lambda: build_calibration_set(_episodes(recordings), frames))
-        typer.echo(f"calibration set {frame_set.sha256[:12]}: {len(frame_set)} frames from "
-                   f"{len(recordings)} recording(s)")
-        camera = run_config.calibration.camera
-        undistort = Undistorter.from_file(camera) if camera is not None else None
-        int8_path = quantize_model(fp32, frame_set, out, rollout_steps=settings.horizon, undistort=undistort)
+        quantized = quantize_from_recordings(fp32, calibration, out, run_config, frames=frames, cache=cache)
     except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError,
             CalibrationFileError, FrameSizeError) as exc:
         raise fail(str(exc)) from exc
-    if (fp32.root / "goals").is_dir():
-        # The same held-out goals, so `edgeloop demo` and `bench planner` run on the INT8 model as they are.
-        shutil.copytree(fp32.root / "goals", out / "goals", dirs_exist_ok=True)
+    recordings, int8_path = quantized.recordings, quantized.manifest
+    typer.echo(f"calibration set {quantized.calibration_sha256[:12]}: {quantized.calibration_frames} frames from "
+               f"{len(recordings)} recording(s)")
     typer.echo(f"wrote {int8_path} (int8, zero points all 0)")
     if not report:
         return
     from runtime.evaluation.accuracy import accuracy_report, write_report
 
     try:
-        result = accuracy_report(fp32.root / "manifest.json", int8_path, settings, goals=goals)
+        result = accuracy_report(fp32.root / "manifest.json", int8_path, run_config.planner, goals=goals)
     except (ImportError, OSError, ValueError, RuntimeError) as exc:
         raise fail(f"accuracy report: {exc} (the INT8 model in {out} is written and usable)") from exc
     command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in recordings),
@@ -100,14 +90,3 @@ def _run_config(config: Path | None) -> tuple[Path | None, RunConfig]:
             return None, load_config(None)
         config = DEFAULT_CONFIG
     return config, load_config(config)
-
-
-def _episodes(paths: list[Path]) -> list[EpisodeFrames]:
-    from runtime.recording import read_episode
-
-    episodes = []
-    for path in paths:
-        episode = read_episode(path)
-        episodes.append(EpisodeFrames(path.name, episode.frames, np.concatenate([episode.q, episode.dq], axis=1),
-                                      episode.actions))
-    return episodes

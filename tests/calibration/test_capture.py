@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
 from rendered_views import Views
 
 from calibration.boards import BoardDetector
-from calibration.capture import FrameSelector, view_signature
+from calibration.capture import FrameSelector, capture, view_signature
 from calibration.images import ImageError
 
 
@@ -57,3 +59,24 @@ def test_view_signatures_tell_tilt_position_and_size(pinhole_views: Views) -> No
     assert flipped[0] == pytest.approx(1 - signature[0], abs=0.01)
     assert flipped[1:3] == pytest.approx(signature[1:3], abs=0.01)
     assert flipped[3] == pytest.approx(-signature[3], abs=0.01)
+
+
+def test_capture_says_what_stopped_it(pinhole_views: Views) -> None:
+    def selector() -> FrameSelector:
+        return FrameSelector(BoardDetector(pinhole_views.spec), min_frames=4, max_frames=4, target_coverage=0.0)
+
+    def reader(frames: list[np.ndarray]) -> Callable[[float], np.ndarray | None]:
+        queue = list(frames)
+        return lambda _timeout: queue.pop(0) if queue else None
+
+    enough, offered = selector(), []
+    assert capture(enough, reader(pinhole_views.images), lambda: False, 1.0,
+                   lambda: offered.append(enough.seen)) == "enough frames"
+    assert len(enough.frames) == 4 and offered == list(range(1, enough.seen + 1))
+    assert capture(selector(), reader(pinhole_views.images[:2]), lambda: True, 1.0) == "the source ended"
+    assert capture(selector(), reader(pinhole_views.images[:2]), lambda: False, 2.5) == "no frame for 2.5 s"
+
+    def interrupted(_timeout: float) -> np.ndarray:
+        raise KeyboardInterrupt
+    kept_so_far = selector()
+    assert capture(kept_so_far, interrupted, lambda: False, 1.0) == "interrupted" and kept_so_far.seen == 0

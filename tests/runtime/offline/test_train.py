@@ -1,0 +1,45 @@
+"""`edgeloop train`'s job: recordings in, a model that loads and fits its manifest out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("mujoco")
+
+from perception.manifest import load_manifest
+from planning.training import EpisodeArrays, TrainSettings
+from planning.world_model import WorldModel
+from runtime.offline.train import NoRecordingsError, train_from_recordings, training_data_sha256
+from runtime.recording import read_episode
+from runtime.sim.arm import VELOCITY_LIMIT
+from runtime.sim.explore import record_episodes
+
+SMALL = TrainSettings(seed=1, epochs=1, batch_size=8, horizon=2, visual_dim=4, proprio_latent_dim=4, hidden=16,
+                      channels=(4, 4, 4), val_fraction=0.0, threads=1)
+
+
+def test_recordings_become_a_model_whose_manifest_says_what_trained_it(tmp_path: Path) -> None:
+    paths = record_episodes(tmp_path / "episodes", episodes=2, steps=20, seed=4)
+    trained = train_from_recordings(tmp_path / "episodes", tmp_path / "model", SMALL)
+    manifest = load_manifest(trained.manifest)
+    assert manifest.action_dim == 2 and manifest.proprio_dim == 4 and manifest.latent_dim == 8
+    assert manifest.action_low == [-VELOCITY_LIMIT] * 2 and manifest.action_high == [VELOCITY_LIMIT] * 2
+    assert manifest.control_period_s == pytest.approx(0.05)
+    episodes = [read_episode(path) for path in paths]
+    data = manifest.training["data"]
+    assert data["episodes"] == 2 and data["frames"] == sum(len(e) for e in episodes)
+    assert data["sha256"] == training_data_sha256([EpisodeArrays(e.frames, e.q, e.dq, e.actions) for e in episodes])
+    assert manifest.training["settings"]["seed"] == 1 and "train_seconds" in trained.metrics
+    model = WorldModel(manifest)  # the files agree with the manifest and run
+    latent = model.encode(episodes[0].frames[0], np.zeros(4, np.float32))
+    assert latent.shape == (8,) and np.all(np.isfinite(latent))
+
+
+def test_a_folder_without_recordings_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(NoRecordingsError, match=f"{tmp_path}: no .mcap recordings found"):
+        train_from_recordings(tmp_path, tmp_path / "model", SMALL)
+    assert not (tmp_path / "model").exists()
