@@ -155,18 +155,19 @@ class Planner:
 
     def warm_start(self, elapsed_s: float | None = None) -> np.ndarray:
         """The sequence (H, A, physical) the next plan starts from, given the time since the last plan."""
-        return self._to_physical(self._shifted_previous(elapsed_s))
+        return self._to_physical(self._shifted_previous(elapsed_s)[0])
 
-    def _shifted_previous(self, elapsed_s: float | None) -> np.ndarray:
+    def _shifted_previous(self, elapsed_s: float | None) -> tuple[np.ndarray, int | None]:
+        """The previous best shifted by the steps executed since, and that shift (None: no previous plan)."""
         warm = np.zeros((self.settings.horizon, self.action_dim), dtype=np.float32)
         if self._previous is None:
-            return warm
+            return warm, None
         # The robot has executed one planned action per control period since then: drop those, hold the last.
         shift = 1 if elapsed_s is None else max(0, math.floor(elapsed_s / self.control_period_s + 0.5))
         kept = max(0, self.settings.horizon - shift)
         warm[:kept] = self._previous[shift : shift + kept]
         warm[kept:] = self._previous[-1]
-        return warm
+        return warm, shift
 
     def _to_physical(self, normalized: np.ndarray) -> np.ndarray:
         physical = self._center + self._half_range * normalized
@@ -200,8 +201,8 @@ class Planner:
               elapsed_s: float | None) -> PlanResult:
         settings = self.settings
         previous = None if previous_action is None else self._normalized_command(previous_action)
-        warm = self._shifted_previous(elapsed_s)
-        self.optimizer.reset(warm)
+        warm, shift = self._shifted_previous(elapsed_s)
+        self.optimizer.reset(warm, shift)
         best = np.broadcast_to(self._hold_still, warm.shape).copy()  # the fallback if nothing is finite
         best_cost = np.inf
         chosen: Chosen = "hold_still"
@@ -231,6 +232,7 @@ class Planner:
                 deadline_hit = True
                 break
             self.optimizer.update(self._samples, costs)
+        self.optimizer.finish(self._samples, costs)
         self._previous = best
         sequence = self._to_physical(best)
         spread = self.optimizer.spread()[:, self._free_dims]

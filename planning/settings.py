@@ -28,6 +28,19 @@ class CemSettings(_Settings):
     min_std: float = Field(0.05, ge=0, le=2.0, description="Floor on the spread so the distribution never collapses.")
 
 
+class IcemSettings(CemSettings):
+    """iCEM (Pinneri et al. 2020): CEM with temporally correlated noise and elites carried over."""
+
+    noise_beta: float = Field(
+        2.0, ge=0, le=5.0, description="Colour of the sampling noise along the horizon: power spectrum 1/f^beta "
+                                       "(0: white as in CEM; 2: smooth, low-frequency action sequences)."
+    )
+    keep_elites: float = Field(
+        0.3, ge=0, le=1, description="Share of the elites carried into the next iteration's samples and, shifted "
+                                     "by the executed steps, into the next plan's first iteration."
+    )
+
+
 class MppiSettings(_Settings):
     temperature: float = Field(
         0.5, gt=0, description="Softmin temperature, in units of the iteration's cost standard deviation."
@@ -73,7 +86,8 @@ class CostSettings(_Settings):
 
 
 class PlannerSettings(_Settings):
-    optimizer: Literal["cem", "mppi", "predictive_sampling"] = Field("cem", description="Sampling optimizer.")
+    optimizer: Literal["cem", "icem", "mppi", "predictive_sampling"] = Field(
+        "cem", description="Sampling optimizer.")
     samples: int = Field(256, ge=4, le=100_000, description="Action sequences per iteration (N).")
     horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H), one control period each.")
     iterations: int = Field(3, ge=1, le=100, description="Most optimizer iterations per plan (K).")
@@ -88,14 +102,24 @@ class PlannerSettings(_Settings):
         default_factory=dict, description="Action dimension -> value held in every sample (physical units)."
     )
     cem: CemSettings = Field(default_factory=CemSettings)
+    icem: IcemSettings = Field(default_factory=IcemSettings)
     mppi: MppiSettings = Field(default_factory=MppiSettings)
     predictive_sampling: PredictiveSamplingSettings = Field(default_factory=PredictiveSamplingSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
 
+    @property
+    def icem_kept_elites(self) -> int:
+        """Elites iCEM carries between iterations and plans."""
+        return round(self.icem.keep_elites * self.icem.elites)
+
     @model_validator(mode="after")
     def _consistent(self) -> PlannerSettings:
-        if self.optimizer == "cem" and self.cem.elites > self.samples:
-            raise ValueError(f"cem.elites ({self.cem.elites}) must not exceed samples ({self.samples})")
+        for name, section in (("cem", self.cem), ("icem", self.icem)):
+            if self.optimizer == name and section.elites > self.samples:
+                raise ValueError(f"{name}.elites ({section.elites}) must not exceed samples ({self.samples})")
+        if self.optimizer == "icem" and 2 + self.icem_kept_elites > self.samples:
+            raise ValueError(f"icem: {self.icem_kept_elites} kept elites (icem.keep_elites x icem.elites) and the "
+                             f"planner's 2 candidates must fit in samples ({self.samples})")
         if self.execute_steps > self.horizon:
             raise ValueError(f"execute_steps ({self.execute_steps}) must not exceed horizon ({self.horizon})")
         negative = [dim for dim in self.pinned if dim < 0]

@@ -6,12 +6,14 @@ import numpy as np
 
 from planning.optimizers.base import Optimizer
 from planning.optimizers.cem import CrossEntropyMethod
+from planning.optimizers.icem import ImprovedCrossEntropyMethod
 from planning.optimizers.mppi import ModelPredictivePathIntegral
 from planning.optimizers.predictive_sampling import PredictiveSampling
 from planning.settings import PlannerSettings
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "cem": CrossEntropyMethod,
+    "icem": ImprovedCrossEntropyMethod,
     "mppi": ModelPredictivePathIntegral,
     "predictive_sampling": PredictiveSampling,
 }
@@ -26,5 +28,5 @@ def create_optimizer(settings: PlannerSettings, action_dim: int, rng: np.random.
     return kind(settings, action_dim, rng)
 
 
-__all__ = ["OPTIMIZERS", "CrossEntropyMethod", "ModelPredictivePathIntegral", "Optimizer", "PredictiveSampling",
-           "create_optimizer"]
+__all__ = ["OPTIMIZERS", "CrossEntropyMethod", "ImprovedCrossEntropyMethod", "ModelPredictivePathIntegral", "Optimizer",
+           "PredictiveSampling", "create_optimizer"]

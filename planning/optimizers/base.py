@@ -23,8 +23,9 @@ class Optimizer(ABC):
         self.shape = (settings.horizon, action_dim)
 
     @abstractmethod
-    def reset(self, mean: np.ndarray) -> None:
-        """Start a plan around `mean` (horizon, action_dim): the shifted previous plan."""
+    def reset(self, mean: np.ndarray, shift: int | None) -> None:
+        """Start a plan around `mean` (horizon, action_dim): the previous plan shifted by `shift` steps (the
+        actions executed since), or hold-still with `shift` None when there is no previous plan to carry on."""
 
     @abstractmethod
     def sample(self, out: np.ndarray) -> None:
@@ -33,6 +34,11 @@ class Optimizer(ABC):
     @abstractmethod
     def update(self, samples: np.ndarray, costs: np.ndarray) -> None:
         """Refit from the evaluated (clipped) samples and their costs; +inf costs carry no information."""
+
+    def finish(self, samples: np.ndarray, costs: np.ndarray) -> None:
+        """The plan's last evaluated samples and costs, which no refit follows; for optimizers that carry
+        samples into the next plan (iCEM's elites). Nothing by default."""
+        return
 
     @abstractmethod
     def spread(self) -> np.ndarray:

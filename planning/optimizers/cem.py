@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from planning.optimizers.base import Optimizer
-from planning.settings import PlannerSettings
+from planning.settings import CemSettings, PlannerSettings
 
 
 class CrossEntropyMethod(Optimizer):
-    def __init__(self, settings: PlannerSettings, action_dim: int, rng: np.random.Generator) -> None:
+    def __init__(self, settings: PlannerSettings, action_dim: int, rng: np.random.Generator,
+                 section: CemSettings | None = None) -> None:
         super().__init__(settings, action_dim, rng)
-        self.cem = settings.cem
+        self.cem = section if section is not None else settings.cem  # iCEM refits the same way from its own
         self.mean = np.zeros(self.shape, dtype=np.float32)
         self.std = np.full(self.shape, self.cem.init_std, dtype=np.float32)
 
-    def reset(self, mean: np.ndarray) -> None:
+    def reset(self, mean: np.ndarray, shift: int | None) -> None:
         self.mean[:] = mean
         self.std.fill(self.cem.init_std)
 

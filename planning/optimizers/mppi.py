@@ -20,7 +20,7 @@ class ModelPredictivePathIntegral(Optimizer):
         self._exponents = np.zeros(settings.samples, dtype=np.float64)
         self._weights = np.zeros(settings.samples, dtype=np.float32)
 
-    def reset(self, mean: np.ndarray) -> None:
+    def reset(self, mean: np.ndarray, shift: int | None) -> None:
         self.mean[:] = mean
 
     def sample(self, out: np.ndarray) -> None:

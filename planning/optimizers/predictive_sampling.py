@@ -15,7 +15,7 @@ class PredictiveSampling(Optimizer):
         self.nominal = np.zeros(self.shape, dtype=np.float32)
         self._spread = np.full(self.shape, self.noise_std, dtype=np.float32)
 
-    def reset(self, mean: np.ndarray) -> None:
+    def reset(self, mean: np.ndarray, shift: int | None) -> None:
         self.nominal[:] = mean
 
     def sample(self, out: np.ndarray) -> None:

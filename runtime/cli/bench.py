@@ -49,7 +49,7 @@ def bench_model(
 def bench_planner(
     config: ConfigOption = Path("configs/demo.yaml"),
     goals_: Annotated[int, typer.Option("--goals", help="Held-out goals per planner.")] = 20,
-    planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, mppi, "
+    planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, icem, mppi, "
                                                       "predictive_sampling, pytorch_mppi.")] = None,
     sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
     tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]

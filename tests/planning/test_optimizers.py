@@ -106,9 +106,10 @@ def test_spread_is_reported_in_normalized_units(optimizer: str) -> None:
     planner = make_planner(optimizer, pinned={0: 0.0})
     planner.set_goal(GOAL)
     spread = planner.plan(np.zeros(2, dtype=np.float32)).spread
-    expected = {"cem": None, "mppi": planner.settings.mppi.noise_std,
+    expected = {"cem": None, "icem": None, "mppi": planner.settings.mppi.noise_std,
                 "predictive_sampling": planner.settings.predictive_sampling.noise_std}[optimizer]
-    if expected is None:  # CEM refits its spread: somewhere between its floor and where it started
-        assert planner.settings.cem.min_std <= spread <= planner.settings.cem.init_std
+    if expected is None:  # (i)CEM refits its spread: somewhere between its floor and where it started
+        section = planner.settings.icem if optimizer == "icem" else planner.settings.cem
+        assert section.min_std <= spread <= section.init_std
     else:
         assert spread == pytest.approx(expected)

@@ -23,7 +23,7 @@ CLOSED_LOOP_METRICS: dict[str, Direction] = {
     "success_rate": "maximize", "mean_final_distance": "minimize", "time_to_goal": "minimize", "plan_ms": "minimize"}
 OPEN_LOOP_METRICS: dict[str, Direction] = {"action_error": "minimize", "goal_cost": "minimize", "plan_ms": "minimize"}
 # Only the chosen optimizer's subsection is read (docs/planner.md), so its keys are searched only with it.
-OPTIMIZER_SECTIONS = ("cem", "mppi", "predictive_sampling")
+OPTIMIZER_SECTIONS = ("cem", "icem", "mppi", "predictive_sampling")
 
 
 class SpecError(ValueError):
