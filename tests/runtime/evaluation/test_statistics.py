@@ -1,0 +1,50 @@
+"""The statistics on tables whose answers are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.evaluation.statistics import compare_paired, mcnemar_exact, wilson_interval
+
+
+@pytest.mark.parametrize(("successes", "trials", "low", "high"), [
+    (8, 10, 0.4902, 0.9433),  # Newcombe (1998), table I
+    (40, 50, 0.6696, 0.8876),
+    (50, 50, 0.9287, 1.0),
+    (0, 10, 0.0, 0.2775),
+])
+def test_wilson_interval_matches_published_values(successes: int, trials: int, low: float, high: float) -> None:
+    assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_interval_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError, match=r"successes \(11\) must lie in 0..trials \(10\)"):
+        wilson_interval(11, 10)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_mcnemar_exact_on_known_splits() -> None:
+    assert mcnemar_exact(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)  # 0.0386
+    assert mcnemar_exact(10, 2) == mcnemar_exact(2, 10)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+
+
+def test_paired_comparison_counts_each_outcome_pair_and_the_difference() -> None:
+    # 200 goals: 150 both, 4 only A, 6 only B, 40 neither -> B is 1 point better, not significantly.
+    a = [True] * 150 + [True] * 4 + [False] * 6 + [False] * 40
+    b = [True] * 150 + [False] * 4 + [True] * 6 + [False] * 40
+    result = compare_paired(a, b)
+    assert (result.goals, result.both, result.only_a, result.only_b, result.neither) == (200, 150, 4, 6, 40)
+    assert result.difference == pytest.approx(0.01)
+    half = 1.959964 * ((10 - 4 / 200) ** 0.5) / 200
+    assert result.difference_interval == pytest.approx((0.01 - half, 0.01 + half), abs=1e-6)
+    assert result.p_value == pytest.approx(mcnemar_exact(4, 6)) and result.p_value > 0.5
+    assert result.as_dict()["difference_interval"] == list(result.difference_interval)
+
+
+def test_paired_comparison_refuses_runs_on_different_goals() -> None:
+    with pytest.raises(ValueError, match="same goals: 3 outcomes against 2"):
+        compare_paired([True, False, True], [True, True])
+    with pytest.raises(ValueError, match="no goals"):
+        compare_paired([], [])
