@@ -9,20 +9,20 @@ import sys
 import typer
 import zmq
 
+from runtime.cli.common import fail
 from runtime.link import protocol
 from runtime.sim.controller import SimControllerSettings, run_sim_controller
+from runtime.sim.scene_file import SceneError, load_scene
 
 
-def _parse_q(text: str) -> tuple[float, float]:
-    problem = typer.BadParameter(f"expected two comma-separated angles, not {text!r}",
-                                 param_hint="--initial-q")
+def _parse_q(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
     try:
-        values = [float(part) for part in text.split(",")]
+        return tuple(float(part) for part in text.split(","))
     except ValueError as exc:
-        raise problem from exc
-    if len(values) != 2:
-        raise problem
-    return values[0], values[1]
+        raise typer.BadParameter(f"expected comma-separated joint positions, not {text!r}",
+                                 param_hint="--initial-q") from exc
 
 
 def _print_json(payload: dict[str, object]) -> None:
@@ -36,24 +36,36 @@ def controller_sim(
     watchdog_ms: float = typer.Option(300.0, min=1.0, help="Hold still after this long without a command."),
     state_hz: float = typer.Option(100.0, min=0.1, help="State publishing rate."),
     frame_hz: float = typer.Option(30.0, min=0.1, help="Camera frame publishing rate."),
-    image_size: int = typer.Option(64, min=8, max=256, help="Rendered camera image side in pixels."),
-    initial_q: str = typer.Option("0,0", help="Initial joint angles in rad, 'shoulder,elbow'."),
+    scene: str = typer.Option("planar-arm", help="A shipped scene's name or a scene file (docs/tasks.md)."),
+    image_size: int | None = typer.Option(None, min=8, max=1024, help="Square camera images of this side, pixels "
+                                                                      "(default: the scene camera's size)."),
+    initial_q: str | None = typer.Option(None, help="Initial positions of the scene's proprio joints, "
+                                                    "comma-separated (planar-arm: 'shoulder,elbow' in rad)."),
 ) -> None:
-    """Run the simulated arm as a controller: binds the protocol's sockets and serves until SIGINT/SIGTERM.
+    """Run a simulated robot as a controller: binds the protocol's sockets and serves until SIGINT/SIGTERM.
 
     Prints one JSON line {"event": "ready", "command", "state", "frame"} with the bound endpoints
     (use port * for ephemeral ports) and, at exit, {"event": "exit", "counters": {...}}.
     """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        joints = load_scene(scene).proprio.joints
+    except SceneError as exc:
+        raise fail(str(exc)) from exc
+    q = _parse_q(initial_q)
+    if q is not None and len(q) != len(joints):
+        raise typer.BadParameter(f"{len(q)} values for the scene's {len(joints)} proprio joints {joints}",
+                                 param_hint="--initial-q")
     settings = SimControllerSettings(
         command_endpoint=command_endpoint,
         state_endpoint=state_endpoint,
         frame_endpoint=frame_endpoint,
         state_hz=state_hz,
         frame_hz=frame_hz,
+        scene=scene,
         image_size=image_size,
         watchdog_ms=watchdog_ms,
-        initial_q=_parse_q(initial_q),
+        initial_q=q,
     )
     def announce(endpoints: dict[str, str]) -> None:
         _print_json({"event": "ready", **endpoints})
@@ -63,4 +75,6 @@ def controller_sim(
     except zmq.ZMQError as exc:  # an endpoint in use or malformed: say which, without a traceback
         typer.echo(f"controller sim: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except SceneError as exc:  # the scene file, its MJCF or --initial-q does not fit: nothing was bound
+        raise fail(str(exc)) from exc
     _print_json({"event": "exit", "counters": counters})

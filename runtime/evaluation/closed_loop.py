@@ -65,7 +65,7 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
         if image is None:
             raise FileNotFoundError(f"{goal_dir / goal['image']}: goal image missing or unreadable")
         target = np.asarray(goal["ee"])
-        arm.reset(start_q)
+        arm.reset_to(start_q)
         safety.reset()
         goal_state = model.encode_goal_state(np.asarray(goal["q"], dtype=np.float32)) if state_goals else None
         policy.set_goal(model.encode_goal_image(image), goal_state)

@@ -16,7 +16,7 @@ from runtime.sim.arm import VELOCITY_LIMIT
 if TYPE_CHECKING:
     from planning.training import EpisodeArrays, TrainSettings  # torch: imported only when training
 
-# The sim arm's joints, in proprio and action order (runtime/sim/scene.xml).
+# The sim arm's joints, in proprio and action order (runtime/sim/scenes/planar_arm.xml).
 JOINTS = ("shoulder", "elbow")
 MODEL_NAME = "planar-arm-jepa"
 

@@ -1,19 +1,17 @@
-"""The MuJoCo planar 2-joint arm: physics stepping, joint-velocity commands and offscreen rendering."""
+"""The demo robot: the planar-arm scene (runtime/sim/scenes/planar-arm.yaml) with its kinematics."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 
-# EGL renders offscreen without a display; must be set before mujoco is imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
+from runtime.sim.scene import Scene
+from runtime.sim.scene_file import load_scene
 
-SCENE_FILE = "scene.xml"
+SCENE = "planar-arm"
 LINK_LENGTHS = (0.30, 0.25)
-# Joint-velocity commands in rad/s; the actuators' ctrlrange in scene.xml matches.
+# Joint-velocity commands in rad/s; the actuators' ctrlrange in planar_arm.xml matches.
 VELOCITY_LIMIT = 2.0
 
 
@@ -34,66 +32,32 @@ def forward_kinematics(q: np.ndarray) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
-class SimArm:
+class SimArm(Scene):
     """A planar arm driven by joint-velocity commands and seen by a fixed overhead camera."""
 
     n_joints = 2
 
     def __init__(self, image_size: tuple[int, int] = (64, 64)) -> None:
-        import mujoco
-
-        self._mj = mujoco
-        xml = resources.files("runtime.sim").joinpath(SCENE_FILE).read_text()
-        self.model = mujoco.MjModel.from_xml_string(xml)
-        self.data = mujoco.MjData(self.model)
-        self.height, self.width = image_size
-        self._renderer: mujoco.Renderer | None = None
-        self._ee_site = self.model.site("end_effector").id
+        super().__init__(load_scene(SCENE), image_size)
         self.joint_limits = self.model.jnt_range[: self.n_joints].copy()  # (2, 2) [low, high]
-        mujoco.mj_forward(self.model, self.data)
 
-    @property
-    def timestep(self) -> float:
-        return float(self.model.opt.timestep)
-
-    def reset(self, q: np.ndarray | None = None) -> None:
-        self._mj.mj_resetData(self.model, self.data)
+    def reset_to(self, q: np.ndarray | None = None) -> None:
+        """Rest at joint angles `q` (clipped to the joint limits), or at zero."""
+        self.reset()
         if q is not None:
             self.data.qpos[: self.n_joints] = np.clip(q, self.joint_limits[:, 0], self.joint_limits[:, 1])
-        self._mj.mj_forward(self.model, self.data)
+            self._mj.mj_forward(self.model, self.data)
 
     def command_velocity(self, velocity: np.ndarray) -> None:
         """Set the joint-velocity targets (rad/s), clipped to the actuator limits."""
-        self.data.ctrl[: self.n_joints] = np.clip(velocity, -VELOCITY_LIMIT, VELOCITY_LIMIT)
-
-    def step(self, seconds: float) -> None:
-        """Advance physics by `seconds` (rounded to whole physics steps, at least one)."""
-        n = max(1, round(seconds / self.timestep))
-        self._mj.mj_step(self.model, self.data, nstep=n)
+        self.apply(velocity)
 
     def state(self) -> ArmState:
-        return ArmState(
-            q=self.data.qpos[: self.n_joints].copy(),
-            dq=self.data.qvel[: self.n_joints].copy(),
-            ee=self.data.site_xpos[self._ee_site][:2].copy(),
-            time=float(self.data.time),
-        )
-
-    def render(self) -> np.ndarray:
-        """The overhead camera view as a BGR uint8 image of shape (height, width, 3)."""
-        if self._renderer is None:
-            self._renderer = self._mj.Renderer(self.model, self.height, self.width)
-        self._renderer.update_scene(self.data, camera="overhead")
-        rgb = self._renderer.render()
-        return np.ascontiguousarray(rgb[:, :, ::-1])
+        q, dq = self.proprio()
+        return ArmState(q=q, dq=dq, ee=self.site_positions(), time=self.time)
 
     def sample_configuration(self, rng: np.random.Generator, margin: float = 0.2) -> np.ndarray:
         """A uniformly random joint configuration at least `margin` rad inside the joint limits."""
         low = self.joint_limits[:, 0] + margin
         high = self.joint_limits[:, 1] - margin
         return rng.uniform(low, high)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None

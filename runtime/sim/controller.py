@@ -1,8 +1,9 @@
-"""The simulated robot as a controller process: SimArm behind a ControllerLink, in wall-clock real time.
+"""Any scene as a controller process: a Scene (runtime/sim/scene.py) behind a ControllerLink, in real time.
 
-It behaves like a real controller: it binds the protocol's sockets, applies the newest valid command as
-joint-velocity targets, holds still on a stop until the next command, holds still (and says so in its
-state) when no valid command arrived for watchdog_ms, and streams state and rendered camera frames.
+It behaves like a real controller: it binds the protocol's sockets, applies the newest valid command to the
+scene's actuators (each as its mode says), holds still on a stop until the next command, holds still (and
+says so in its state) when no valid command arrived for watchdog_ms, and streams state (the scene's proprio
+joints as q and dq, its sites as ee) and rendered camera frames.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from runtime.link import protocol
 from runtime.link.controller_side import ControllerLink, Watchdog
-from runtime.sim.arm import SimArm
+from runtime.sim.scene import Scene
+from runtime.sim.scene_file import load_scene
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,10 @@ class SimControllerSettings:
     frame_endpoint: str = protocol.DEFAULT_FRAME_ENDPOINT
     state_hz: float = 100.0
     frame_hz: float = 30.0
-    image_size: int = 64
+    scene: str = "planar-arm"  # a shipped scene's name or a scene file (docs/tasks.md)
+    image_size: int | None = None  # square camera images of this side; None: the scene's camera size
     watchdog_ms: float = 300.0
-    initial_q: tuple[float, float] = (0.0, 0.0)
+    initial_q: tuple[float, ...] | None = None  # the proprio joints' positions at start; None: the scene's
     # True: physics follows the wall clock. False: each loop iteration advances physics by exactly one
     # loop period, so a slow iteration never makes the arm jump (simulated time then lags the wall clock).
     realtime: bool = True
@@ -77,9 +80,9 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
 
 
 class _Robot:
-    """The arm as a controller drives it: command, stop and watchdog decide its joint-velocity targets."""
+    """The scene as a controller drives it: command, stop and watchdog decide its actuator targets."""
 
-    def __init__(self, arm: SimArm, settings: SimControllerSettings, counters: dict[str, int]) -> None:
+    def __init__(self, arm: Scene, settings: SimControllerSettings, counters: dict[str, int]) -> None:
         self.arm = arm
         self.settings = settings
         self.counters = counters
@@ -90,7 +93,7 @@ class _Robot:
 
     def apply(self, message: protocol.Command | protocol.Stop | None) -> None:
         if isinstance(message, protocol.Command):
-            self.arm.command_velocity(message.action)
+            self.arm.apply(message.action)
             self.watchdog.feed()
             self.moving = True
             self.last_command_seq = message.seq
@@ -104,7 +107,7 @@ class _Robot:
             log.warning("no valid command for %.0f ms: holding the arm still", self.settings.watchdog_ms)
 
     def _hold_still(self) -> None:
-        self.arm.command_velocity(np.zeros(self.arm.n_joints))
+        self.arm.hold_still()
         self.moving = False
 
     def advance(self, now: float) -> None:
@@ -112,7 +115,7 @@ class _Robot:
         if not self.settings.realtime:
             self.arm.step(LOOP_PERIOD_S)
             return
-        behind = (now - self.sim_origin) - self.arm.state().time
+        behind = (now - self.sim_origin) - self.arm.time
         if behind > MAX_CATCH_UP_S:
             self.sim_origin += behind - MAX_CATCH_UP_S
             behind = MAX_CATCH_UP_S
@@ -132,12 +135,14 @@ def run_sim_controller(
     state_rate, frame_rate = _Rate(settings.state_hz, start), _Rate(settings.frame_hz, start)
     counters = {"watchdog_stops": 0, "commands_applied": 0, "stops_applied": 0}
     with ExitStack() as cleanup:
-        arm = SimArm(image_size=(settings.image_size, settings.image_size))
+        size = None if settings.image_size is None else (settings.image_size, settings.image_size)
+        arm = Scene(load_scene(settings.scene), size)
         cleanup.callback(arm.close)
-        arm.reset(np.asarray(settings.initial_q, dtype=np.float64))
+        if settings.initial_q is not None:
+            arm.set_proprio_q(np.asarray(settings.initial_q, dtype=np.float64))
         robot = _Robot(arm, settings, counters)
         link = ControllerLink(
-            action_dim=arm.n_joints,
+            action_dim=arm.action_dim,
             command_endpoint=settings.command_endpoint,
             state_endpoint=settings.state_endpoint,
             frame_endpoint=settings.frame_endpoint,
@@ -152,8 +157,8 @@ def run_sim_controller(
             now = time.monotonic()
             robot.advance(now)
             if state_rate.due(now):
-                measured = arm.state()
-                link.publish_state(measured.q, measured.dq, measured.ee, not robot.moving, robot.last_command_seq)
+                q, dq = arm.proprio()
+                link.publish_state(q, dq, arm.site_positions(), not robot.moving, robot.last_command_seq)
             if frame_rate.due(now):
                 stamp = protocol.now_ns()  # the capture instant is the physics state, before rendering
                 link.publish_frame(arm.render(), stamp)

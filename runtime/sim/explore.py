@@ -85,7 +85,7 @@ def record_episodes(out_dir: Path, episodes: int, steps: int, seed: int, image_s
         for episode in range(episodes):
             path = out_dir / (f"{name}.mcap" if episodes == 1 else f"{name}_{episode:03d}.mcap")
             policy = ExplorationPolicy(rng, arm.joint_limits, control_period_s)
-            arm.reset(arm.sample_configuration(rng, margin=0.0))
+            arm.reset_to(arm.sample_configuration(rng, margin=0.0))
             start_ns = time.time_ns()
             with RecordingWriter(path) as writer:
                 for tick in range(steps):
@@ -112,7 +112,7 @@ def make_goal_set(out_dir: Path, count: int, seed: int, image_size: int = 64) ->
     goals = []
     try:
         for index in range(count):
-            arm.reset(arm.sample_configuration(rng))
+            arm.reset_to(arm.sample_configuration(rng))
             state = arm.state()
             image_name = f"goal_{index:03d}.png"
             if not cv2.imwrite(str(out_dir / image_name), arm.render()):
