@@ -1,0 +1,62 @@
+"""The task interface: what a scene is asked to do, judged on physics states (docs/tasks.md).
+
+A task reads the scene's full physics positions (`Scene.qpos()`), so its success and distance are pure
+functions of two states, the current one and the goal's: tests judge hand-placed states. Its expert is a
+scripted or noisy policy that makes the recorded trajectories goals are taken from (runtime/sim/goal_sets.py)
+and the episodes models are trained on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from runtime.sim.scene import Scene
+
+
+class TaskSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Expert(ABC):
+    """A policy for one episode: actions from the scene's current state."""
+
+    @abstractmethod
+    def __call__(self, scene: Scene) -> np.ndarray: ...
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    scene: ClassVar[str]  # the shipped scene it is played in
+    settings_type: ClassVar[type[TaskSettings]] = TaskSettings
+
+    def __init__(self, scene: Scene, settings: dict[str, Any] | None = None) -> None:
+        self.settings = self.settings_type.model_validate(settings or {})
+        self.model = scene.model
+
+    def qpos_index(self, joint: str) -> int:
+        """Where a hinge or slide joint's position sits in qpos."""
+        return int(self.model.jnt_qposadr[self.model.joint(joint).id])
+
+    @abstractmethod
+    def reset(self, scene: Scene, rng: np.random.Generator) -> None:
+        """Put the scene in a random start state of this task."""
+
+    @abstractmethod
+    def expert(self, rng: np.random.Generator) -> Expert:
+        """A fresh expert for one episode."""
+
+    @abstractmethod
+    def distance(self, qpos: np.ndarray, goal: np.ndarray) -> float:
+        """How far state `qpos` is from the goal state, in the task's own units (docs/tasks.md)."""
+
+    @abstractmethod
+    def success(self, qpos: np.ndarray, goal: np.ndarray) -> bool:
+        """Whether state `qpos` counts as having reached the goal state."""
+
+    def metrics(self, qpos: np.ndarray, goal: np.ndarray) -> dict[str, float]:
+        """Extra per-episode measures beside success and distance (e.g. Push-T's coverage)."""
+        return {}
