@@ -37,7 +37,7 @@ class PairedComparison:
     only_b: int
     neither: int
     difference: float  # success rate of B minus that of A
-    difference_interval: tuple[float, float]  # 95 %, Wald for paired proportions
+    difference_interval: tuple[float, float]  # 95 %, Newcombe's hybrid score interval
     p_value: float  # McNemar's exact two-sided test on the discordant goals
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,11 +54,27 @@ def compare_paired(a: Sequence[bool], b: Sequence[bool], z: float = Z_95) -> Pai
     only_a = sum(x and not y for x, y in zip(a, b, strict=True))
     only_b = sum(y and not x for x, y in zip(a, b, strict=True))
     n = len(a)
-    difference = (only_b - only_a) / n
-    spread = math.sqrt(max(0.0, (only_a + only_b) - (only_b - only_a) ** 2 / n)) / n
-    return PairedComparison(n, both, only_a, only_b, n - both - only_a - only_b, difference,
-                            (max(-1.0, difference - z * spread), min(1.0, difference + z * spread)),
-                            mcnemar_exact(only_a, only_b))
+    neither = n - both - only_a - only_b
+    return PairedComparison(n, both, only_a, only_b, neither, (only_b - only_a) / n,
+                            newcombe_interval(both, only_b, only_a, neither, z), mcnemar_exact(only_a, only_b))
+
+
+def newcombe_interval(both: int, only_b: int, only_a: int, neither: int, z: float = Z_95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, method 10) for rate(B) − rate(A) on paired outcomes: Wilson
+    intervals of both rates, combined with their correlation. Unlike the Wald interval it does not shrink to a
+    point when no goal is discordant."""
+    n = both + only_b + only_a + neither
+    rate_b, rate_a = (both + only_b) / n, (both + only_a) / n
+    low_b, high_b = wilson_interval(both + only_b, n, z)
+    low_a, high_a = wilson_interval(both + only_a, n, z)
+    margins = (both + only_b) * (only_a + neither) * (both + only_a) * (only_b + neither)
+    phi = (both * neither - only_b * only_a) / math.sqrt(margins) if margins > 0 else 0.0
+    difference = rate_b - rate_a
+    below = math.sqrt(max(0.0, (rate_b - low_b) ** 2 - 2 * phi * (rate_b - low_b) * (high_a - rate_a)
+                          + (high_a - rate_a) ** 2))
+    above = math.sqrt(max(0.0, (high_b - rate_b) ** 2 - 2 * phi * (high_b - rate_b) * (rate_a - low_a)
+                          + (rate_a - low_a) ** 2))
+    return max(-1.0, difference - below), min(1.0, difference + above)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:

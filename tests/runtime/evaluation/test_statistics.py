@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.evaluation.statistics import compare_paired, mcnemar_exact, wilson_interval
+from runtime.evaluation.statistics import compare_paired, mcnemar_exact, newcombe_interval, wilson_interval
 
 
 @pytest.mark.parametrize(("successes", "trials", "low", "high"), [
@@ -37,8 +37,8 @@ def test_paired_comparison_counts_each_outcome_pair_and_the_difference() -> None
     result = compare_paired(a, b)
     assert (result.goals, result.both, result.only_a, result.only_b, result.neither) == (200, 150, 4, 6, 40)
     assert result.difference == pytest.approx(0.01)
-    half = 1.959964 * ((10 - 4 / 200) ** 0.5) / 200
-    assert result.difference_interval == pytest.approx((0.01 - half, 0.01 + half), abs=1e-6)
+    low, high = result.difference_interval
+    assert low < 0 < 0.01 < high and high - low == pytest.approx(2 * 1.96 * (10 - 4 / 200) ** 0.5 / 200, rel=0.15)
     assert result.p_value == pytest.approx(mcnemar_exact(4, 6)) and result.p_value > 0.5
     assert result.as_dict()["difference_interval"] == list(result.difference_interval)
 
@@ -48,3 +48,14 @@ def test_paired_comparison_refuses_runs_on_different_goals() -> None:
         compare_paired([True, False, True], [True, True])
     with pytest.raises(ValueError, match="no goals"):
         compare_paired([], [])
+
+
+def test_newcombe_interval_on_a_large_table_agrees_with_wald_and_stays_open_without_discordant_goals() -> None:
+    # Agresti's approval ratings (both 794, only B 150, only A 86, neither 570): B − A = 0.04; at n = 1600 the
+    # Wald interval, 0.04 ± 1.96 √(236 − 64²/1600) / 1600 = (0.0213, 0.0587), is accurate and Newcombe's agrees.
+    low, high = newcombe_interval(794, 150, 86, 570)
+    assert (low, high) == pytest.approx((0.0213, 0.0587), abs=0.0005)
+    # 50 goals, both runs reach all 49 of the same ones: the difference is 0, but not known to be exactly 0.
+    low, high = newcombe_interval(49, 0, 0, 1)
+    assert low < 0 < high and high - low > 0.05
+    assert newcombe_interval(0, 10, 0, 0) == pytest.approx((0.0, 1.0), abs=0.35)  # bounded in [-1, 1]

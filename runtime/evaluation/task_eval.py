@@ -1,0 +1,142 @@
+"""`edgeloop eval --task NAME`: planners judged on a task's goal set, with intervals (docs/tasks.md).
+
+Each episode starts at the goal set's start state, gets the goal as the image rendered at the goal state,
+and runs until the task says success or the goal set's budget (2k control periods) is spent. Every planner
+plays the same goals from the same states with the same model; results carry each goal's outcome, so two
+runs (planners, models or precisions) compare paired on the goals where they disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from perception.manifest import manifest_sha256
+from planning.world_model import WorldModel
+from runtime.config import RunConfig
+from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, planner_for
+from runtime.evaluation.statistics import compare_paired, wilson_interval
+from runtime.safety import SafetyFilter
+from runtime.sim.goal_sets import GoalSet, TaskGoal
+from runtime.sim.scene import Scene
+from runtime.sim.tasks import Task, open_task
+from runtime.world import load_world_model
+
+
+class TaskModelMismatch(ValueError):
+    pass
+
+
+def check_model_fits_scene(model: WorldModel, scene: Scene, manifest_path: object) -> None:
+    """The model must take the scene's action and proprio, at its control period."""
+    manifest, spec = model.manifest, scene.spec
+    problems = []
+    if manifest.action_dim != scene.action_dim:
+        problems.append(f"the model takes {manifest.action_dim} action values, the scene drives {scene.action_dim}")
+    if manifest.proprio_dim != 2 * len(spec.proprio.joints):
+        problems.append(f"the model's proprio has {manifest.proprio_dim} values, the scene's [q, dq] "
+                        f"{2 * len(spec.proprio.joints)}")
+    if abs(manifest.control_period_s - spec.control_period_s) > 1e-9:
+        problems.append(f"the model steps {manifest.control_period_s} s, the scene {spec.control_period_s} s")
+    if problems:
+        raise TaskModelMismatch(f"{manifest_path}: does not fit scene {spec.name!r}: " + "; ".join(problems))
+
+
+def run_episode(policy: Policy, model: WorldModel, task: Task, scene: Scene, goal: TaskGoal, budget: int,
+                safety: SafetyFilter, plan_ms: list[float]) -> dict[str, Any]:
+    scene.set_qpos(goal.goal, goal.goal_qvel)
+    goal_image = scene.render()
+    scene.set_qpos(goal.start)
+    safety.reset()
+    policy.set_goal(model.encode_goal_image(goal_image))
+    ticks, reached = 0, False
+    while ticks < budget:
+        q, dq = scene.proprio()
+        latent = model.encode(scene.render(), np.concatenate([q, dq]))
+        started = time.perf_counter()
+        action = policy.act(latent)
+        plan_ms.append((time.perf_counter() - started) * 1000.0)
+        verdict = safety(action)
+        if verdict.action is None:
+            scene.hold_still()
+        else:
+            scene.apply(verdict.action)
+        scene.step_control()
+        ticks += 1
+        if task.success(scene.qpos(), goal.goal):
+            reached = True
+            break
+    final = scene.qpos()
+    return {"goal": goal.index, "success": reached, "distance": task.distance(final, goal.goal), "ticks": ticks,
+            **task.metrics(final, goal.goal)}
+
+
+def summarize(episodes: list[dict[str, Any]], plan_ms: list[float]) -> dict[str, Any]:
+    successes = sum(e["success"] for e in episodes)
+    distances = np.array([e["distance"] for e in episodes])
+    ms = np.asarray(plan_ms) if plan_ms else np.zeros(1)
+    low, high = wilson_interval(successes, len(episodes))
+    summary = {
+        "episodes": len(episodes),
+        "successes": successes,
+        "success_rate": successes / len(episodes),
+        "success_interval_95": [low, high],
+        "final_distance_mean": float(distances.mean()),
+        "final_distance_median": float(np.median(distances)),
+        "ticks_mean": float(np.mean([e["ticks"] for e in episodes])),
+        "plan_ms_p50": float(np.median(ms)),
+        "plan_ms_p90": float(np.percentile(ms, 90)),
+        "plans": len(plan_ms),
+    }
+    extra = sorted({key for e in episodes for key in e} - {"goal", "success", "distance", "ticks"})
+    for key in extra:
+        summary[f"{key}_mean"] = float(np.mean([e[key] for e in episodes]))
+    return summary
+
+
+def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, goals: int | None = None,
+                  policy_for: Callable[[str, WorldModel], Policy] | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Every planner on the first `goals` goals of the set (all by default); JSON-able results."""
+    chosen = goal_set.goals if goals is None else goal_set.goals[:goals]
+    if goals is not None and goals > len(goal_set.goals):
+        raise ValueError(f"--goals {goals}: the goal set has {len(goal_set.goals)}")
+    model = load_world_model(config)
+    image = model.manifest.image
+    task, scene = open_task(goal_set.task, image_size=(image.height, image.width))
+    try:
+        check_model_fits_scene(model, scene, config.model.manifest)
+        period = scene.spec.control_period_s
+        results: dict[str, Any] = {}
+        for name in planners:
+            if policy_for is not None:
+                policy = policy_for(name, model)
+            else:
+                settings = config.planner.model_copy(update={"optimizer": name})
+                policy = EdgeloopPolicy(name, planner_for(settings, model))
+            safety = SafetyFilter(model.action_low, model.action_high, config.safety.max_rate, period)
+            plan_ms: list[float] = []
+            episodes = []
+            for done, goal in enumerate(chosen, start=1):
+                episodes.append(run_episode(policy, model, task, scene, goal, goal_set.budget, safety, plan_ms))
+                if progress is not None:
+                    progress(name, done, len(chosen))
+            results[name] = summarize(episodes, plan_ms) | {
+                "control_period_ms": period * 1000.0, "outcomes": [e["success"] for e in episodes],
+                "episodes_detail": episodes}
+    finally:
+        scene.close()
+    first = planners[0]
+    paired = {name: compare_paired(results[first]["outcomes"], results[name]["outcomes"]).as_dict()
+              for name in planners[1:]}
+    return {
+        "task": goal_set.task, "scene": goal_set.scene, "k": goal_set.k, "budget": goal_set.budget,
+        "goal_set_seed": goal_set.seed, "goals": len(chosen),
+        "model_sha256": manifest_sha256(config.model.manifest), "backend": model.backend,
+        "planner_settings": {"samples": config.planner.samples, "horizon": config.planner.horizon,
+                             "iterations": config.planner.iterations},
+        "planners": results, "paired": {"against": first, "comparisons": paired},
+    }
