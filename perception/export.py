@@ -42,6 +42,8 @@ class ModelInterface:
     action_units: str
     control_period_s: float
     training: dict[str, Any] = field(default_factory=dict)
+    scene: str | None = None  # the sim scene and task the training data came from, if any
+    task: str | None = None
 
 
 def _spec(name: str, *dims: int) -> TensorSpec:
@@ -132,6 +134,8 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
         latent_dim=config.latent_dim,
         visual_dim=config.visual_dim,
         control_period_s=interface.control_period_s,
+        scene=interface.scene,
+        task=interface.task,
         # reference.pt holds both parts; their tensors are the encoder's and predictor's above.
         reference=ModelFile(file=reference.name, sha256=file_sha256(reference), inputs=[], outputs=[]),
         training={**interface.training, "export_max_abs_error": errors},

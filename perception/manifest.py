@@ -71,6 +71,8 @@ class Manifest(_Strict):
     latent_dim: int = Field(gt=0)
     visual_dim: int = Field(gt=0)
     control_period_s: float = Field(gt=0)
+    scene: str | None = Field(None, description="The sim scene the model was trained in (docs/tasks.md), if any.")
+    task: str | None = Field(None, description="The task its training data came from, if any.")
     reference: ModelFile | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     parent_sha256: str | None = None

@@ -13,6 +13,7 @@ from runtime.cli.goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli.model import goals, record, train
 from runtime.cli.quantize import quantize
 from runtime.cli.run import demo, run
+from runtime.cli.task import eval_app, task_app
 from runtime.cli.tune import tune
 
 app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
@@ -33,6 +34,9 @@ goal_app.command("capture")(goal_capture)
 goal_app.command("send")(goal_send)
 goal_app.command("from-recording")(goal_from_recording)
 app.add_typer(goal_app, name="goal")
+
+app.add_typer(task_app, name="task")
+app.add_typer(eval_app, name="eval")
 
 app.add_typer(calibrate_app, name="calibrate")
 app.command("quantize")(quantize)

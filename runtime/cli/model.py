@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from runtime.cli.common import fail
+
 
 def record(
     out: Annotated[Path, typer.Option(help="Directory for the episode recordings.")],
@@ -16,8 +18,20 @@ def record(
     seed: Annotated[int, typer.Option(help="Exploration seed.")] = 1,
     name: Annotated[str, typer.Option(help="File name stem: NAME.mcap for one episode, NAME_000.mcap, ... else.")]
     = "episode",
+    task: Annotated[str | None, typer.Option(help="Record a task's expert, mixed with random actions, in its "
+                                                  "scene (edgeloop task list); default: the demo arm's "
+                                                  "exploration.")] = None,
 ) -> None:
-    """Record exploration episodes of the simulated arm (frames, state, actions) as MCAP files."""
+    """Record episodes (frames, state, actions) as MCAP files: the demo arm exploring, or a task's expert."""
+    if task is not None:
+        from runtime.sim.task_data import record_task_episodes
+
+        try:
+            paths = record_task_episodes(task, out, episodes=episodes, steps=steps, seed=seed, name=name)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+        typer.echo(f"wrote {len(paths)} episode(s) of {steps} ticks of {task} to {out}")
+        return
     from runtime.sim.explore import record_episodes
 
     paths = record_episodes(out, episodes=episodes, steps=steps, seed=seed, name=name)
@@ -32,16 +46,22 @@ def train(
     threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
     time_budget_s: Annotated[float | None, typer.Option(help="Stop after the epoch that crosses this many seconds.")]
     = None,
+    scene: Annotated[str, typer.Option(help="The scene the episodes were recorded in: its actions, proprio and "
+                                            "bounds go into the manifest.")] = "planar-arm",
+    task: Annotated[str | None, typer.Option(help="The task the episodes came from, for the manifest.")] = None,
 ) -> None:
     """Train the world model (encoder + predictor) on recorded episodes and export it with its manifest."""
     from planning.training import TrainSettings
     from runtime.offline.train import NoRecordingsError, train_from_recordings
+    from runtime.sim.scene_file import SceneError
 
     settings = TrainSettings(seed=seed, epochs=epochs, threads=threads, time_budget_s=time_budget_s)
     try:
-        trained = train_from_recordings(data, out, settings)
+        trained = train_from_recordings(data, out, settings, scene=scene, task=task)
     except NoRecordingsError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from exc
+    except SceneError as exc:
+        raise fail(str(exc)) from exc
     typer.echo(str(trained.manifest))
     typer.echo(json.dumps({k: trained.metrics[k] for k in (
         "probe_r2", "visual_q_error_rad_mean", "rollout_relative_rmse_visual", "latent_std_min_visual",

@@ -12,7 +12,7 @@ import numpy as np
 from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from runtime.config import RunConfig
-from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, closed_loop, load_goal_set, planner_for
+from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for, policy_for
 from runtime.evaluation.pytorch_mppi import PytorchMppiPolicy
 from runtime.world import load_world_model
 
@@ -82,18 +82,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     noise_std = config.planner.mppi.noise_std if mppi_noise_std is None else mppi_noise_std
     results: dict[str, Any] = {}
     for name in planners:
-        policy: Policy
-        if name == "pytorch_mppi":
-            if manifest.reference is None:
-                raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
-            policy = PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
-                                       manifest.latent_dim, model.action_low, model.action_high,
-                                       noise_std=noise_std, temperature=mppi_temperature,
-                                       device="cuda" if model.backend == "tensorrt" else "cpu",
-                                       threads=config.model.threads)
-        else:
-            settings = config.planner.model_copy(update={"optimizer": name})
-            policy = EdgeloopPolicy(name, planner_for(settings, model))
+        policy = policy_for(name, config, model, mppi_noise_std=noise_std, mppi_temperature=mppi_temperature)
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
                                     tolerance_m=tolerance_m)
         results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend

@@ -12,6 +12,7 @@ import numpy as np
 from planning.planner import Planner
 from planning.settings import PlannerSettings
 from planning.world_model import WorldModel
+from runtime.config import RunConfig
 from runtime.safety import SafetyFilter
 
 
@@ -112,3 +113,21 @@ def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
     settings = settings.model_copy(update={"deadline_ms": None})
     return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high,
                    model.manifest.control_period_s)
+
+
+def policy_for(name: str, config: RunConfig, model: WorldModel, *, mppi_noise_std: float | None = None,
+               mppi_temperature: float = 0.1) -> Policy:
+    """A planner by name: one of ours with the config's settings, or `pytorch_mppi` on the model's torch
+    reference weights (on CUDA when ours runs TensorRT) with the config's cost terms."""
+    if name != "pytorch_mppi":
+        return EdgeloopPolicy(name, planner_for(config.planner.model_copy(update={"optimizer": name}), model))
+    from runtime.evaluation.pytorch_mppi import PytorchMppiPolicy
+
+    manifest = model.manifest
+    if manifest.reference is None:
+        raise ValueError(f"{config.model.manifest}: pytorch_mppi needs the manifest's torch reference weights")
+    noise_std = config.planner.mppi.noise_std if mppi_noise_std is None else mppi_noise_std
+    return PytorchMppiPolicy(manifest.path_of(manifest.reference), config.planner, manifest.visual_dim,
+                             manifest.latent_dim, model.action_low, model.action_high, noise_std=noise_std,
+                             temperature=mppi_temperature, device="cuda" if model.backend == "tensorrt" else "cpu",
+                             threads=config.model.threads)

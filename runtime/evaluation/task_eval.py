@@ -17,7 +17,7 @@ import numpy as np
 from perception.manifest import manifest_sha256
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
-from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, planner_for
+from runtime.evaluation.closed_loop import Policy, policy_for
 from runtime.evaluation.statistics import compare_paired, wilson_interval
 from runtime.safety import SafetyFilter
 from runtime.sim.goal_sets import GoalSet, TaskGoal
@@ -98,7 +98,7 @@ def summarize(episodes: list[dict[str, Any]], plan_ms: list[float]) -> dict[str,
 
 
 def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, goals: int | None = None,
-                  policy_for: Callable[[str, WorldModel], Policy] | None = None,
+                  mppi_noise_std: float | None = None, mppi_temperature: float = 0.1,
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Every planner on the first `goals` goals of the set (all by default); JSON-able results."""
     chosen = goal_set.goals if goals is None else goal_set.goals[:goals]
@@ -112,11 +112,7 @@ def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, 
         period = scene.spec.control_period_s
         results: dict[str, Any] = {}
         for name in planners:
-            if policy_for is not None:
-                policy = policy_for(name, model)
-            else:
-                settings = config.planner.model_copy(update={"optimizer": name})
-                policy = EdgeloopPolicy(name, planner_for(settings, model))
+            policy = policy_for(name, config, model, mppi_noise_std=mppi_noise_std, mppi_temperature=mppi_temperature)
             safety = SafetyFilter(model.action_low, model.action_high, config.safety.max_rate, period)
             plan_ms: list[float] = []
             episodes = []

@@ -1,4 +1,4 @@
-"""Train the sim arm's world model from recorded MCAP episodes and export it with its manifest (docs/training.md)."""
+"""Train a world model from recorded MCAP episodes of a sim scene and export it with its manifest (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.recording import read_episode
-from runtime.sim.arm import VELOCITY_LIMIT
+from runtime.sim.scene import Scene
+from runtime.sim.scene_file import load_scene
 
 if TYPE_CHECKING:
     from planning.training import EpisodeArrays, TrainSettings  # torch: imported only when training
 
-# The sim arm's joints, in proprio and action order (runtime/sim/scenes/planar_arm.xml).
-JOINTS = ("shoulder", "elbow")
-MODEL_NAME = "planar-arm-jepa"
+# Units of an action per actuator mode, for hinge and slide joints.
+_UNITS = {("velocity", True): "rad/s", ("velocity", False): "m/s", ("position", True): "rad",
+          ("position", False): "m", ("position_delta", True): "rad", ("position_delta", False): "m"}
 
 
 class NoRecordingsError(ValueError):
@@ -31,8 +32,10 @@ class TrainedModel:
     metrics: dict[str, Any]
 
 
-def train_from_recordings(data: Path, out: Path, settings: TrainSettings) -> TrainedModel:
-    """Train encoder + predictor on every `*.mcap` in `data`; write the ONNX files and manifest.json to `out`."""
+def train_from_recordings(data: Path, out: Path, settings: TrainSettings, *, scene: str = "planar-arm",
+                          task: str | None = None) -> TrainedModel:
+    """Train encoder + predictor on every `*.mcap` in `data`, recorded in `scene` (a shipped scene's name or a
+    scene file); write the ONNX files and manifest.json, which names the scene and task, to `out`."""
     from perception.export import ModelInterface, export_world_model
     from planning.training import EpisodeArrays, train_world_model
 
@@ -44,21 +47,43 @@ def train_from_recordings(data: Path, out: Path, settings: TrainSettings) -> Tra
     control_period_s = round(float(np.median(periods)), 6)
     arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions) for e in episodes]
     result = train_world_model(arrays, settings)
+    names = scene_interface(scene)
     interface = ModelInterface(
-        name=MODEL_NAME,
+        name=f"{names['scene']}-jepa",
         image=result.image,
-        proprio_names=[f"{joint}.position" for joint in JOINTS] + [f"{joint}.velocity" for joint in JOINTS],
-        action_names=[f"{joint}.velocity" for joint in JOINTS],
-        action_low=[-VELOCITY_LIMIT] * len(JOINTS),
-        action_high=[VELOCITY_LIMIT] * len(JOINTS),
-        action_units="rad/s",
+        proprio_names=names["proprio"],
+        action_names=names["actions"],
+        action_low=names["low"],
+        action_high=names["high"],
+        action_units=names["units"],
         control_period_s=control_period_s,
         training={"settings": json.loads(settings.model_dump_json()), "metrics": result.metrics,
                   "data": {"episodes": len(files), "frames": int(sum(len(e) for e in episodes)),
                            "sha256": training_data_sha256(arrays)}},
+        scene=names["scene"],
+        task=task,
     )
     manifest = export_world_model(result.encoder, result.predictor, out, result.config, interface, seed=settings.seed)
     return TrainedModel(manifest, result.metrics)
+
+
+def scene_interface(reference: str) -> dict[str, Any]:
+    """The names, bounds and units a model trained in this scene takes, from the scene file and its MJCF."""
+    import mujoco
+
+    spec = load_scene(reference)
+    built = Scene(spec)
+    try:
+        model = built.model
+        driven = [model.actuator(a.name).trnid[0] for a in spec.actuators]
+        hinge = [int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE) for j in driven]
+        actions = [f"{model.joint(j).name}.{a.mode}" for j, a in zip(driven, spec.actuators, strict=True)]
+        units = {_UNITS[(a.mode, h)] for a, h in zip(spec.actuators, hinge, strict=True)}
+        return {"scene": spec.name, "actions": actions, "units": units.pop() if len(units) == 1 else "mixed",
+                "proprio": [f"{j}.{kind}" for kind in ("position", "velocity") for j in spec.proprio.joints],
+                "low": built.action_low.tolist(), "high": built.action_high.tolist()}
+    finally:
+        built.close()
 
 
 def training_data_sha256(arrays: list[EpisodeArrays]) -> str:

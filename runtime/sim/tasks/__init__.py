@@ -22,6 +22,14 @@ def task_type(name: str) -> type[Task]:
         raise ValueError(f"task: unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
 
 
+def task_summary(kind: type[Task]) -> str:
+    """The first paragraph of the task module's docstring, on one line."""
+    import sys
+
+    text = sys.modules[kind.__module__].__doc__ or kind.name
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 def open_task(name: str, settings: dict[str, Any] | None = None,
               image_size: tuple[int, int] | None = None) -> tuple[Task, Scene]:
     """The task and a fresh scene of its shipped scene file; the scene file's task_settings, then `settings`."""
@@ -31,4 +39,4 @@ def open_task(name: str, settings: dict[str, Any] | None = None,
     return kind(scene, spec.task_settings | (settings or {})), scene
 
 
-__all__ = ["TASKS", "Task", "open_task", "task_type"]
+__all__ = ["TASKS", "Task", "open_task", "task_summary", "task_type"]
