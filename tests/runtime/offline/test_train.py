@@ -43,3 +43,20 @@ def test_a_folder_without_recordings_is_refused_naming_it(tmp_path: Path) -> Non
     with pytest.raises(NoRecordingsError, match=f"{tmp_path}: no .mcap recordings found"):
         train_from_recordings(tmp_path, tmp_path / "model", SMALL)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_task_recording_trains_a_model_whose_manifest_takes_the_scenes_interface(tmp_path: Path) -> None:
+    from runtime.recording import read_episode as read
+    from runtime.sim.task_data import record_task_episodes
+
+    paths = record_task_episodes("two-room", tmp_path / "episodes", episodes=2, steps=15, seed=2)
+    recorded = read(paths[0])
+    assert recorded.frames.shape == (15, 64, 64, 3) and recorded.q.shape == (15, 2)
+    assert np.all(np.abs(recorded.actions) <= 0.5)  # the scene's action bounds
+    trained = train_from_recordings(tmp_path / "episodes", tmp_path / "model", SMALL, scene="two-room",
+                                    task="two-room")
+    manifest = load_manifest(trained.manifest)
+    assert (manifest.scene, manifest.task, manifest.name) == ("two-room", "two-room", "two-room-jepa")
+    assert manifest.action_names == ["agent_x.velocity", "agent_y.velocity"] and manifest.action_units == "m/s"
+    assert manifest.action_low == [-0.5, -0.5] and manifest.control_period_s == pytest.approx(0.1)
+    assert manifest.proprio_names[2:] == ["agent_x.velocity", "agent_y.velocity"]
