@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,24 +46,40 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
 
 
 def demo(
-    config: ConfigOption = Path("configs/demo.yaml"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config YAML (default: configs/demo.yaml; "
+                                                                       "with --task, configs/tasks/TASK.yaml).")]
+    = None,
     goals_: Annotated[int, typer.Option("--goals", help="How many held-out goals to drive to.")] = 10,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     tolerance_m: Annotated[float, typer.Option(help="End-effector distance that counts as reached.")] = 0.05,
     goal_timeout_s: Annotated[float, typer.Option(help="Give up on a goal after this long.")] = 10.0,
+    task: Annotated[str | None, typer.Option(help="Instead: a task's goals (edgeloop task list) through the real "
+                                                  "loop and link, each from its start state within its budget.")]
+    = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="With --task: the goal set (data/goals/TASK-kK.json).")] = 25,
     set_: SetOption = None,
 ) -> None:
-    """Start the sim controller and drive the arm to held-out goal images, closed loop."""
+    """Start the sim controller and drive the arm to held-out goal images, closed loop (or play a task)."""
     from runtime.config import ConfigError
     from runtime.evaluation.demo import DemoError, run_demo
 
     try:
-        result = run_demo(config, goals_, set_ or [], tolerance_m=tolerance_m, goal_timeout_s=goal_timeout_s,
-                          verbose=not json_)
-    except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
+        if task is not None:
+            result = _task_demo(task, k, config, goals_, set_ or [], verbose=not json_)
+        else:
+            result = run_demo(config or Path("configs/demo.yaml"), goals_, set_ or [], tolerance_m=tolerance_m,
+                              goal_timeout_s=goal_timeout_s, verbose=not json_)
+    except (ConfigError, DemoError, FileNotFoundError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from exc
     if json_:
         typer.echo(json.dumps(result))
+        return
+    if task is not None:
+        low, high = result["success_interval_95"]
+        reached = sum(g["success"] for g in result["goals"])
+        typer.echo(f"{task} k={k}: reached {reached}/{len(result['goals'])} goals ({result['success_rate']:.0%}, "
+                   f"95 % interval {low:.0%}-{high:.0%}) | loop {result['loop_hz']:.1f} Hz | plan p50 "
+                   f"{result['plan_ms_p50']:.1f} ms | run {result['run_dir']}")
         return
     reached = sum(g["reached"] for g in result["goals"])
     typer.echo(f"reached {reached}/{len(result['goals'])} goals ({result['success_rate']:.0%}) within "
@@ -71,3 +87,12 @@ def demo(
                f"{result['tick_ms']['p50']:.1f} ms p99 {result['tick_ms']['p99']:.1f} ms | plan p50 "
                f"{result['plan_ms_p50']:.1f} ms | backend {result['backend']} | run {result['run_dir']}")
 
+
+def _task_demo(task: str, k: int, config: Path | None, goals: int, overrides: list[str],
+               verbose: bool) -> dict[str, Any]:
+    from runtime.evaluation.task_demo import run_task_demo
+    from runtime.sim.goal_sets import read_goal_set, shipped_goal_set
+
+    goal_set = read_goal_set(shipped_goal_set(task, k))
+    return run_task_demo(goal_set, config or Path("configs") / "tasks" / f"{task}.yaml", overrides, goals,
+                         verbose=verbose)

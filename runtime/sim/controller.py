@@ -9,6 +9,7 @@ joints as q and dq, its sites as ee) and rendered camera frames.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -45,6 +46,40 @@ class SimControllerSettings:
     # True: physics follows the wall clock. False: each loop iteration advances physics by exactly one
     # loop period, so a slow iteration never makes the arm jump (simulated time then lags the wall clock).
     realtime: bool = True
+
+
+class SimHandle:
+    """In-process access to a running sim controller's scene, for the tools that stage and judge episodes
+    (`edgeloop demo --task`): jobs run on the controller's thread between physics steps, and the newest
+    physics positions are read without touching the scene. Robots have no such side channel; the link
+    stays the protocol's."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[Scene], None], threading.Event]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._qpos: np.ndarray | None = None
+
+    def run(self, job: Callable[[Scene], None], timeout_s: float = 10.0) -> None:
+        """Run `job(scene)` on the controller's thread and wait for it."""
+        done = threading.Event()
+        self._jobs.put((job, done))
+        if not done.wait(timeout_s):
+            raise TimeoutError(f"the sim controller did not run a job within {timeout_s:g} s")
+
+    def qpos(self) -> np.ndarray:
+        """The scene's physics positions after the controller's last step (a copy)."""
+        with self._lock:
+            if self._qpos is None:
+                raise RuntimeError("the sim controller has not stepped yet")
+            return self._qpos.copy()
+
+    def _serve(self, scene: Scene) -> None:
+        while not self._jobs.empty():
+            job, done = self._jobs.get()
+            job(scene)
+            done.set()
+        with self._lock:
+            self._qpos = scene.qpos()
 
 
 class _Rate:
@@ -128,8 +163,10 @@ def run_sim_controller(
     settings: SimControllerSettings,
     stop_event: threading.Event | None = None,
     on_ready: Callable[[dict[str, str]], None] | None = None,
+    handle: SimHandle | None = None,
 ) -> dict[str, int]:
-    """Run until stop_event is set (or SIGINT/SIGTERM in the main thread); return the counters."""
+    """Run until stop_event is set (or SIGINT/SIGTERM in the main thread); return the counters. With `handle`,
+    its jobs run between physics steps and it holds the newest physics positions."""
     stop_event = stop_event or threading.Event()
     start = time.monotonic()
     state_rate, frame_rate = _Rate(settings.state_hz, start), _Rate(settings.frame_hz, start)
@@ -156,6 +193,8 @@ def run_sim_controller(
             robot.apply(link.poll(timeout_ms=LOOP_PERIOD_S * 1000))  # the poll is the loop's sleep
             now = time.monotonic()
             robot.advance(now)
+            if handle is not None:
+                handle._serve(arm)
             if state_rate.due(now):
                 q, dq = arm.proprio()
                 link.publish_state(q, dq, arm.site_positions(), not robot.moving, robot.last_command_seq)
