@@ -19,7 +19,7 @@ from planning.costs import Goal, RolloutCost
 from planning.optimizers import create_optimizer
 from planning.settings import PlannerSettings
 
-# (latents (N, Z), physical actions (N, A)) -> next latents (N, Z): one batched call per horizon step.
+# (latents (N, Z), physical actions (N, A)) -> next latents (N, Z): one batched call per model step.
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Chosen = Literal["sampled", "warm_start", "hold_still"]
 
@@ -27,7 +27,7 @@ Chosen = Literal["sampled", "warm_start", "hold_still"]
 @dataclass
 class PlanResult:
     action: np.ndarray  # (A,) first action, physical units
-    sequence: np.ndarray  # (H, A) best sequence, physical units
+    sequence: np.ndarray  # (H x action_block, A) best sequence, one action per control period, physical units
     cost: float  # inf when no candidate had a finite cost (the plan is then hold-still)
     iterations: int  # iterations done (fewer than configured when the deadline cut them)
     ms: float
@@ -106,7 +106,8 @@ class Planner:
         Raises ValueError, leaving the current settings in place, when the settings do not fit this model.
         """
         with self._lock:
-            horizon_changed = settings.horizon != self.settings.horizon
+            horizon_changed = (settings.horizon, settings.action_block) != (self.settings.horizon,
+                                                                             self.settings.action_block)
             self._configure(settings)
             if horizon_changed:
                 self._previous = None
@@ -162,8 +163,10 @@ class Planner:
         warm = np.zeros((self.settings.horizon, self.action_dim), dtype=np.float32)
         if self._previous is None:
             return warm, None
-        # The robot has executed one planned action per control period since then: drop those, hold the last.
-        shift = 1 if elapsed_s is None else max(0, math.floor(elapsed_s / self.control_period_s + 0.5))
+        # The robot has executed one control period of the plan per period since then (a planned action lasts
+        # action_block periods): drop the planned actions used up, hold the last.
+        block_s = self.control_period_s * self.settings.action_block
+        shift = 1 if elapsed_s is None else max(0, math.floor(elapsed_s / block_s + 0.5))
         kept = max(0, self.settings.horizon - shift)
         warm[:kept] = self._previous[shift : shift + kept]
         warm[kept:] = self._previous[-1]
@@ -234,7 +237,7 @@ class Planner:
             self.optimizer.update(self._samples, costs)
         self.optimizer.finish(self._samples, costs)
         self._previous = best
-        sequence = self._to_physical(best)
+        sequence = np.repeat(self._to_physical(best), settings.action_block, axis=0)
         spread = self.optimizer.spread()[:, self._free_dims]
         return PlanResult(
             action=sequence[0].copy(),
@@ -274,7 +277,8 @@ class Planner:
         self._latents[:] = latent
         z = self._latents
         for step in range(self.settings.horizon):
-            z = self.predict(z, self._physical[step])
+            for _ in range(self.settings.action_block):  # the action held; latent costs at the block's end
+                z = self.predict(z, self._physical[step])
             self.cost.add_step(z, goal, step, costs)
         costs[~np.isfinite(costs)] = np.inf
         return costs

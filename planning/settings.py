@@ -89,14 +89,17 @@ class PlannerSettings(_Settings):
     optimizer: Literal["cem", "icem", "mppi", "predictive_sampling"] = Field(
         "cem", description="Sampling optimizer.")
     samples: int = Field(256, ge=4, le=100_000, description="Action sequences per iteration (N).")
-    horizon: int = Field(5, ge=1, le=100, description="Steps per action sequence (H), one control period each.")
+    horizon: int = Field(5, ge=1, le=100, description="Planned actions per sequence (H), each held for action_block "
+                                                       "control periods.")
+    action_block: int = Field(1, ge=1, le=50, description="Control periods (model steps) each planned action is held: "
+                                                          "the plan looks horizon x action_block periods ahead.")
     iterations: int = Field(3, ge=1, le=100, description="Most optimizer iterations per plan (K).")
     seed: int = Field(0, ge=0, description="Sampling seed.")
     deadline_ms: float | None = Field(
         None, gt=0, description="Time budget per plan; iterating stops when the next iteration would overrun it."
     )
     execute_steps: int = Field(
-        1, ge=1, description="Planned actions executed per plan (an action chunk); 1 replans every tick."
+        1, ge=1, description="Control periods executed per plan (an action chunk); 1 replans every tick."
     )
     pinned: dict[int, float] = Field(
         default_factory=dict, description="Action dimension -> value held in every sample (physical units)."
@@ -120,8 +123,9 @@ class PlannerSettings(_Settings):
         if self.optimizer == "icem" and 2 + self.icem_kept_elites > self.samples:
             raise ValueError(f"icem: {self.icem_kept_elites} kept elites (icem.keep_elites x icem.elites) and the "
                              f"planner's 2 candidates must fit in samples ({self.samples})")
-        if self.execute_steps > self.horizon:
-            raise ValueError(f"execute_steps ({self.execute_steps}) must not exceed horizon ({self.horizon})")
+        if self.execute_steps > self.horizon * self.action_block:
+            raise ValueError(f"execute_steps ({self.execute_steps}) must not exceed horizon x action_block "
+                             f"({self.horizon * self.action_block})")
         negative = [dim for dim in self.pinned if dim < 0]
         if negative:
             raise ValueError(f"pinned: action dimensions are indices from 0, not {negative}")

@@ -31,6 +31,9 @@ class PytorchMppiPolicy:
 
         from perception.nets import load_reference
 
+        if settings.action_block != 1:
+            raise ValueError("pytorch_mppi: planner.action_block has no counterpart in pytorch-mppi, which plans one "
+                             "action per step; set planner.action_block=1 for this comparison")
         if settings.cost.bounds.weight > 0:
             # pytorch-mppi clamps samples to the bounds before its cost sees them: nothing to penalize.
             raise ValueError("pytorch_mppi: planner.cost.bounds has no counterpart in pytorch-mppi, which clamps "

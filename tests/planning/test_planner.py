@@ -257,3 +257,36 @@ def test_diagnostics_are_json() -> None:
     assert diagnostics["iterations"] == 6 and len(diagnostics["best_cost_per_iteration"]) == 6
     assert diagnostics["deadline_hit"] is False and diagnostics["spread"] > 0
     assert np.asarray(diagnostics["sequence"]).shape == (5, 2)
+
+
+def test_an_action_block_holds_each_planned_action_for_that_many_model_steps() -> None:
+    """Goal 6 steps of full action away: horizon 2 reaches only a third of it; horizon 2 in blocks of 3, all."""
+    predict = SwitchablePredict()
+    goal = goal_of([12.0, 0.0])  # 6 model steps at the 2.0 bound
+    short = make_planner(horizon=2, iterations=6, cost={"goal": {"steps": "last"}})
+    short.set_goal(goal)
+    blocked = make_planner(predict=predict, horizon=2, action_block=3, iterations=6, cost={"goal": {"steps": "last"}})
+    blocked.set_goal(goal)
+    reached_short = short.plan(ZERO)
+    result = blocked.plan(ZERO)
+    assert result.sequence.shape == (6, 2)  # one action per control period
+    np.testing.assert_array_equal(result.sequence[:3], np.repeat(result.sequence[:1], 3, axis=0))
+    assert len(predict.batches) == 6 * 2 * 3  # iterations x horizon x action_block model steps
+    assert result.cost < 0.5 * reached_short.cost
+    np.testing.assert_allclose(result.action, [2.0, 0.0], atol=0.25)
+
+
+def test_with_action_blocks_the_warm_start_shifts_by_planned_actions_used_up() -> None:
+    planner = make_planner(horizon=3, action_block=2, iterations=2)
+    planner.set_goal(goal_of([3.0, -1.0]))
+    previous = planner.plan(ZERO)
+    planned = previous.sequence[::2]  # the planned actions
+    np.testing.assert_allclose(planner.warm_start(elapsed_s=PERIOD * 0.9), planned, atol=1e-6)  # under half a block
+    np.testing.assert_allclose(planner.warm_start(elapsed_s=PERIOD * 2), np.concatenate([planned[1:], planned[-1:]]),
+                               atol=1e-6)
+
+
+def test_execute_steps_may_span_blocks_but_not_the_whole_plan() -> None:
+    assert PlannerSettings(horizon=2, action_block=3, execute_steps=6).execute_steps == 6
+    with pytest.raises(ValueError, match=r"execute_steps \(7\) must not exceed horizon x action_block \(6\)"):
+        PlannerSettings(horizon=2, action_block=3, execute_steps=7)

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from runtime.evaluation.task_demo import run_task_demo  # noqa: E402
-from runtime.sim.goal_sets import make_goal_set  # noqa: E402
-from runtime.sim.tasks import open_task  # noqa: E402
+from runtime.evaluation.task_demo import run_task_demo
+from runtime.sim.goal_sets import make_goal_set
+from runtime.sim.tasks import open_task
 
 ROOT = Path(__file__).resolve().parents[3]
 
