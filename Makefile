@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup sysdeps demo test lint model int8 clean
+.PHONY: setup sysdeps demo test lint model int8 goal-sets task-model clean
 
 # System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
 # the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
@@ -59,6 +59,22 @@ model: setup
 # (about 2 minutes; docs/quantization.md).
 int8: setup
 	$(VENV)/bin/edgeloop quantize models/demo --calibration data/demo_feed.mcap --out models/demo-int8
+
+# The shipped goal sets of every task (data/goals/, a few seconds; docs/tasks.md).
+goal-sets: setup
+	for task in reach two-room push-t arm-push; do for k in 25 75; do \
+	  $(VENV)/bin/edgeloop task goals $$task --k $$k --count 200 --seed 1 || exit 1; done; done
+
+# One task's shipped model from its expert's recordings: make task-model TASK=two-room|push-t|arm-push
+# (recording under a minute, training 5-8 minutes on one thread of a 2-core machine; reach uses models/demo).
+TASK ?= two-room
+EPISODES_push-t := 150
+EPISODES = $(or $(EPISODES_$(TASK)),100)
+task-model: setup
+	rm -rf build/episodes/$(TASK)
+	$(VENV)/bin/edgeloop record --task $(TASK) --out build/episodes/$(TASK) --episodes $(EPISODES) --steps 200 --seed 1
+	$(VENV)/bin/edgeloop train --data build/episodes/$(TASK) --out models/$(TASK) --seed 0 --epochs 6 --threads 1 \
+	  --scene $(TASK) --task $(TASK)
 
 clean:
 	rm -rf $(VENV) build runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Training data from a task: episodes of the task's expert, mixed with exploration, recorded as MCAP.
 
-The expert makes the states worth predicting (the T pushed, the door crossed); segments of random actions
-in between show the model what actions the planner's samples will try, so it is not trained on expert
-actions alone. Episodes are stepped in-process, faster than real time, one control period per tick.
+The expert (the task's `data_expert`) makes the states worth predicting (the T pushed, the door crossed, the
+wall hit); segments of random actions in between show the model what actions the planner's samples will
+try, so it is not trained on expert actions alone. Episodes are stepped in-process, faster than real time,
+one control period per tick.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def record_task_episodes(task_name: str, out_dir: Path, *, episodes: int, steps:
         for episode in range(episodes):
             rng = np.random.default_rng([seed, episode])
             task.reset(scene, rng)
-            expert = task.expert(rng)
+            expert = task.data_expert(rng)
             random_ticks, segment_left = 0, 0
             path = out_dir / (f"{name}.mcap" if episodes == 1 else f"{name}_{episode:03d}.mcap")
             start_ns = time.time_ns()

@@ -49,6 +49,11 @@ class Task(ABC):
     def expert(self, rng: np.random.Generator) -> Expert:
         """A fresh expert for one episode."""
 
+    def data_expert(self, rng: np.random.Generator) -> Expert:
+        """The policy training episodes are recorded with (runtime/sim/task_data.py); the expert by default.
+        A task overrides it when the expert alone never shows the model something planners will try."""
+        return self.expert(rng)
+
     @abstractmethod
     def distance(self, qpos: np.ndarray, goal: np.ndarray) -> float:
         """How far state `qpos` is from the goal state, in the task's own units (docs/tasks.md)."""

@@ -22,18 +22,25 @@ class TwoRoomSettings(TaskSettings):
 
 
 class _TwoRoomExpert(Expert):
-    """Heads for a random point, through the door when it lies in the other room, with some noise."""
+    """Heads for a random point, through the door when it lies in the other room, with some noise. With
+    `direct_share` > 0 it heads straight for that share of its targets instead, into the wall."""
 
-    def __init__(self, indices: list[int], rng: np.random.Generator) -> None:
-        self.indices, self.rng = indices, rng
-        self.target = random_point(rng)
+    def __init__(self, indices: list[int], rng: np.random.Generator, direct_share: float = 0.0) -> None:
+        self.indices, self.rng, self.direct_share = indices, rng, direct_share
+        self._new_target()
+
+    def _new_target(self) -> None:
+        self.target = random_point(self.rng)
+        self.direct = self.direct_share > 0 and self.rng.random() < self.direct_share  # no draw for experts
 
     def __call__(self, scene: Scene) -> np.ndarray:
         position = scene.qpos()[self.indices]
-        if np.linalg.norm(self.target - position) < 0.03:
-            self.target = random_point(self.rng)
+        if np.linalg.norm(self.target - position) < 0.03 or (self.direct and self.rng.random() < 0.05):
+            self._new_target()
         waypoint = self.target
-        if np.sign(position[0]) != np.sign(self.target[0]) and abs(position[1] - DOOR[1]) > DOOR_HALF_WIDTH - 0.05:
+        if self.direct:
+            pass
+        elif np.sign(position[0]) != np.sign(self.target[0]) and abs(position[1] - DOOR[1]) > DOOR_HALF_WIDTH - 0.05:
             waypoint = DOOR + np.array([np.sign(position[0]) * 0.06, 0.0])  # line up with the door first
         elif np.sign(position[0]) != np.sign(self.target[0]):
             waypoint = DOOR + np.array([np.sign(self.target[0]) * 0.1, 0.0])
@@ -65,6 +72,11 @@ class TwoRoom(Task):
 
     def expert(self, rng: np.random.Generator) -> Expert:
         return _TwoRoomExpert(self.agent, rng)
+
+    def data_expert(self, rng: np.random.Generator) -> Expert:
+        # Experts always use the door, so a model trained on them alone never sees the wall stop the agent, and
+        # plans straight through it; a third of the targets are headed for straight, into the wall.
+        return _TwoRoomExpert(self.agent, rng, direct_share=0.35)
 
     def distance(self, qpos: np.ndarray, goal: np.ndarray) -> float:
         """Agent to goal point, as a fraction of the floor's side."""
