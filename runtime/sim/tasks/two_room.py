@@ -27,22 +27,23 @@ class _TwoRoomExpert(Expert):
 
     def __init__(self, indices: list[int], rng: np.random.Generator, direct_share: float = 0.0) -> None:
         self.indices, self.rng, self.direct_share = indices, rng, direct_share
-        self._new_target()
+        self._new_target(None)
 
-    def _new_target(self) -> None:
+    def _new_target(self, position: np.ndarray | None) -> None:
         self.target = random_point(self.rng)
         self.direct = self.direct_share > 0 and self.rng.random() < self.direct_share  # no draw for experts
+        if self.direct and position is not None:  # a point in the other room, straight: into the wall
+            self.target[0] = -np.sign(position[0] or 1.0) * abs(self.target[0])
 
     def __call__(self, scene: Scene) -> np.ndarray:
         position = scene.qpos()[self.indices]
-        if np.linalg.norm(self.target - position) < 0.03 or (self.direct and self.rng.random() < 0.05):
-            self._new_target()
+        if np.linalg.norm(self.target - position) < 0.03 or (self.direct and self.rng.random() < 0.03):
+            self._new_target(position)
         waypoint = self.target
-        if self.direct:
-            pass
-        elif np.sign(position[0]) != np.sign(self.target[0]) and abs(position[1] - DOOR[1]) > DOOR_HALF_WIDTH - 0.05:
+        crossing = not self.direct and np.sign(position[0]) != np.sign(self.target[0])
+        if crossing and abs(position[1] - DOOR[1]) > DOOR_HALF_WIDTH - 0.05:
             waypoint = DOOR + np.array([np.sign(position[0]) * 0.06, 0.0])  # line up with the door first
-        elif np.sign(position[0]) != np.sign(self.target[0]):
+        elif crossing:
             waypoint = DOOR + np.array([np.sign(self.target[0]) * 0.1, 0.0])
         heading = waypoint - position
         velocity = SPEED * heading / max(float(np.linalg.norm(heading)), 0.1) + 0.1 * self.rng.standard_normal(2)

@@ -109,3 +109,23 @@ def test_experts_move_what_the_task_judges_and_resets_are_seeded(name: str) -> N
 def test_an_unknown_task_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown task 'push-x'; expected one of reach, two-room, push-t"):
         open_task("push-x")
+
+
+def test_two_room_training_data_shows_the_wall_stopping_the_agent_and_goal_experts_never_hit_it() -> None:
+    task, scene = open_task("two-room")
+    at_wall = {}
+    for kind in ("expert", "data_expert"):
+        rng = np.random.default_rng(5)
+        task.reset(scene, rng)
+        expert = getattr(task, kind)(rng)
+        touching = 0
+        for _ in range(400):
+            action = expert(scene)
+            scene.apply(action)
+            scene.step_control()
+            x, y = scene.qpos()[task.agent]  # type: ignore[attr-defined]
+            # Against the wall (half thickness 0.02 + agent radius 0.04), away from the door, pushing into it.
+            touching += abs(x) < 0.065 and abs(y) > 0.12 and x * action[0] < 0
+        at_wall[kind] = touching
+    scene.close()
+    assert at_wall["data_expert"] > 10 and at_wall["expert"] < at_wall["data_expert"] / 3
