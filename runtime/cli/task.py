@@ -60,6 +60,11 @@ def evaluate(
                                                 "judged (default: configs/tasks/TASK.yaml).")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the result JSON here.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    ray: Annotated[str | None, typer.Option(help="Spread episodes over Ray: 'local', 'auto' or ray://HOST:10001 "
+                                                 "(every node needs the repo and models at the same paths).")]
+    = None,
+    shard_goals: Annotated[int | None, typer.Option(min=1, help="Goals per shard (default: 10 with --ray, else "
+                                                                "all of a planner's).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Closed loop in the in-process sim: success (Wilson 95 % interval), final distance, ticks and plan ms per
@@ -87,8 +92,18 @@ def evaluate(
             def show(name: str, done: int, total: int) -> None:
                 progress.update(bar, description=f"{task} {name}", completed=done, total=total)
 
-            result = evaluate_task(run_config, chosen, planner or ["cem"], goals=goals, progress=show)
-    except (ConfigError, GoalSetError, ValueError, FileNotFoundError, ImportError) as exc:
+            runner = None
+            if ray is not None:
+                from runtime.evaluation.ray_cluster import RayShards
+
+                runner = RayShards(ray)
+            try:
+                result = evaluate_task(run_config, chosen, planner or ["cem"], goals=goals, progress=show,
+                                       runner=runner, shard_goals=shard_goals)
+            finally:
+                if runner is not None:
+                    runner.close()
+    except (ConfigError, GoalSetError, ValueError, FileNotFoundError, ImportError, ConnectionError) as exc:
         raise fail(str(exc)) from exc
     result["config"] = str(config)
     if out is not None:
@@ -101,10 +116,11 @@ def evaluate(
                f"{result['model_sha256'][:12]} on {result['backend']}")
     for name, entry in result["planners"].items():
         low, high = entry["success_interval_95"]
+        nodes = f"  on {len(entry['nodes'])} Ray node(s)" if entry["nodes"] else ""
         typer.echo(f"{name:20s} success {entry['success_rate']:6.1%} [{low:.1%}, {high:.1%}]  distance mean "
                    f"{entry['final_distance_mean']:.4f} median {entry['final_distance_median']:.4f}  ticks "
                    f"{entry['ticks_mean']:5.1f}  plan p50 {entry['plan_ms_p50']:.2f} ms (period "
-                   f"{entry['control_period_ms']:.0f} ms)")
+                   f"{entry['control_period_ms']:.0f} ms){nodes}")
     for name, paired in result["paired"]["comparisons"].items():
         _print_paired(result["paired"]["against"], name, paired)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 
-from perception.manifest import manifest_sha256
+from perception.manifest import Manifest, load_manifest, manifest_sha256
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
 from runtime.evaluation.closed_loop import Policy, policy_for
@@ -22,7 +24,8 @@ from runtime.evaluation.statistics import compare_paired, wilson_interval
 from runtime.safety import SafetyFilter
 from runtime.sim.goal_sets import GoalSet, TaskGoal
 from runtime.sim.scene import Scene
-from runtime.sim.tasks import Task, open_task
+from runtime.sim.scene_file import SceneSpec, load_scene
+from runtime.sim.tasks import Task, open_task, task_type
 from runtime.world import load_world_model
 
 
@@ -30,12 +33,12 @@ class TaskModelMismatch(ValueError):
     pass
 
 
-def check_model_fits_scene(model: WorldModel, scene: Scene, manifest_path: object) -> None:
+def check_model_fits_scene(manifest: Manifest, spec: SceneSpec, manifest_path: object) -> None:
     """The model must take the scene's action and proprio, at its control period."""
-    manifest, spec = model.manifest, scene.spec
     problems = []
-    if manifest.action_dim != scene.action_dim:
-        problems.append(f"the model takes {manifest.action_dim} action values, the scene drives {scene.action_dim}")
+    if manifest.action_dim != len(spec.actuators):
+        problems.append(f"the model takes {manifest.action_dim} action values, the scene drives "
+                        f"{len(spec.actuators)}")
     if manifest.proprio_dim != 2 * len(spec.proprio.joints):
         problems.append(f"the model's proprio has {manifest.proprio_dim} values, the scene's [q, dq] "
                         f"{2 * len(spec.proprio.joints)}")
@@ -97,42 +100,92 @@ def summarize(episodes: list[dict[str, Any]], plan_ms: list[float]) -> dict[str,
     return summary
 
 
-def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, goals: int | None = None,
-                  mppi_noise_std: float | None = None, mppi_temperature: float = 0.1,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Every planner on the first `goals` goals of the set (all by default); JSON-able results."""
-    chosen = goal_set.goals if goals is None else goal_set.goals[:goals]
-    if goals is not None and goals > len(goal_set.goals):
-        raise ValueError(f"--goals {goals}: the goal set has {len(goal_set.goals)}")
+@dataclass(frozen=True)
+class Shard:
+    """One planner on some goals of a set: the unit of work `evaluate_task` runs here or on a Ray node."""
+
+    config_json: str  # the resolved RunConfig
+    goal_set: GoalSet  # holding only this shard's goals
+    planner: str
+    mppi_noise_std: float | None = None
+    mppi_temperature: float = 0.1
+
+
+def run_shard(shard: Shard, on_episode: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Play a shard's goals; returns its episodes and plan times (plain data, for any process)."""
+    config = RunConfig.model_validate_json(shard.config_json)
     model = load_world_model(config)
     image = model.manifest.image
-    task, scene = open_task(goal_set.task, image_size=(image.height, image.width))
+    task, scene = open_task(shard.goal_set.task, image_size=(image.height, image.width))
     try:
-        check_model_fits_scene(model, scene, config.model.manifest)
-        period = scene.spec.control_period_s
-        results: dict[str, Any] = {}
-        for name in planners:
-            policy = policy_for(name, config, model, mppi_noise_std=mppi_noise_std, mppi_temperature=mppi_temperature)
-            safety = SafetyFilter(model.action_low, model.action_high, config.safety.max_rate, period)
-            plan_ms: list[float] = []
-            episodes = []
-            for done, goal in enumerate(chosen, start=1):
-                episodes.append(run_episode(policy, model, task, scene, goal, goal_set.budget, safety, plan_ms))
-                if progress is not None:
-                    progress(name, done, len(chosen))
-            results[name] = summarize(episodes, plan_ms) | {
-                "control_period_ms": period * 1000.0, "outcomes": [e["success"] for e in episodes],
-                "episodes_detail": episodes}
+        check_model_fits_scene(model.manifest, scene.spec, config.model.manifest)
+        policy = policy_for(shard.planner, config, model, mppi_noise_std=shard.mppi_noise_std,
+                            mppi_temperature=shard.mppi_temperature)
+        safety = SafetyFilter(model.action_low, model.action_high, config.safety.max_rate,
+                              scene.spec.control_period_s)
+        plan_ms: list[float] = []
+        episodes = []
+        for goal in shard.goal_set.goals:
+            episodes.append(run_episode(policy, model, task, scene, goal, shard.goal_set.budget, safety, plan_ms))
+            if on_episode is not None:
+                on_episode()
     finally:
         scene.close()
+    return {"planner": shard.planner, "episodes": episodes, "plan_ms": plan_ms}
+
+
+class ShardRunner(Protocol):
+    """Runs shards somewhere and returns their results in order (runtime/evaluation/ray_cluster.py)."""
+
+    def run(self, shards: list[Shard], on_done: Callable[[Shard], None]) -> list[dict[str, Any]]: ...
+
+
+def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, goals: int | None = None,
+                  mppi_noise_std: float | None = None, mppi_temperature: float = 0.1,
+                  progress: Callable[[str, int, int], None] | None = None, runner: ShardRunner | None = None,
+                  shard_goals: int | None = None) -> dict[str, Any]:
+    """Every planner on the first `goals` goals of the set (all by default); JSON-able results.
+
+    Each planner's goals are cut into shards of `shard_goals` (default: one shard per planner here, 10 on a
+    runner), played here one after another or spread over `runner` (a Ray cluster)."""
+    if goals is not None and goals > len(goal_set.goals):
+        raise ValueError(f"--goals {goals}: the goal set has {len(goal_set.goals)}")
+    chosen = goal_set.goals if goals is None else goal_set.goals[:goals]
+    manifest = load_manifest(config.model.manifest)
+    check_model_fits_scene(manifest, load_scene(task_type(goal_set.task).scene), config.model.manifest)
+    size = shard_goals or (10 if runner is not None else len(chosen))
+    shards = [Shard(config.model_dump_json(), replace(goal_set, goals=chosen[start:start + size]), name,
+                    mppi_noise_std, mppi_temperature)
+              for name in planners for start in range(0, len(chosen), size)]
+    played = dict.fromkeys(planners, 0)
+
+    def count(shard: Shard, episodes: int) -> None:
+        played[shard.planner] += episodes
+        if progress is not None:
+            progress(shard.planner, played[shard.planner], len(chosen))
+
+    if runner is None:
+        outputs = [run_shard(shard, partial(count, shard, 1)) for shard in shards]
+    else:
+        outputs = runner.run(shards, lambda shard: count(shard, len(shard.goal_set.goals)))
+    period = load_scene(task_type(goal_set.task).scene).control_period_s
+    results: dict[str, Any] = {}
+    for name in planners:
+        mine = [output for output in outputs if output["planner"] == name]
+        episodes = [episode for output in mine for episode in output["episodes"]]
+        plan_ms = [ms for output in mine for ms in output["plan_ms"]]
+        results[name] = summarize(episodes, plan_ms) | {
+            "control_period_ms": period * 1000.0, "outcomes": [e["success"] for e in episodes],
+            "nodes": sorted({output["node"] for output in mine if "node" in output}),
+            "episodes_detail": episodes}
     first = planners[0]
     paired = {name: compare_paired(results[first]["outcomes"], results[name]["outcomes"]).as_dict()
               for name in planners[1:]}
     return {
         "task": goal_set.task, "scene": goal_set.scene, "k": goal_set.k, "budget": goal_set.budget,
         "goal_set_seed": goal_set.seed, "goals": len(chosen),
-        "model_sha256": manifest_sha256(config.model.manifest), "backend": model.backend,
+        "model_sha256": manifest_sha256(config.model.manifest), "backend": config.model.backend,
         "planner_settings": {"samples": config.planner.samples, "horizon": config.planner.horizon,
-                             "iterations": config.planner.iterations},
+                             "iterations": config.planner.iterations, "action_block": config.planner.action_block},
         "planners": results, "paired": {"against": first, "comparisons": paired},
     }

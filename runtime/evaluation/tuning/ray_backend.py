@@ -9,21 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.evaluation.ray_cluster import connect
 from runtime.evaluation.tuning.trial import failed, run_isolated
 
 
 class RayRunner:
     def __init__(self, address: str, cpus_per_trial: float) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise ImportError("ray: not installed; install the tune extra: pip install -e '.[tune]'") from exc
+        self._owns = connect(address)
+        import ray
+
         self._ray = ray
-        self._owns = not ray.is_initialized()
-        if self._owns:
-            # 'local' starts a private instance on this machine; anything else joins a running cluster.
-            target = None if address == "local" else address
-            ray.init(address=target, include_dashboard=False, log_to_driver=False)
         self._task = ray.remote(run_isolated).options(num_cpus=cpus_per_trial, max_retries=0)
 
     def cluster_cpus(self) -> float:
