@@ -126,7 +126,7 @@ def _plots(study: optuna.Study, spec: TuneSpec, table: list[dict[str, Any]], bes
     if not importances and not note:
         note = "not available yet: no parameter varied across complete trials"
     importance = plots.plot_importances(importances, note[:90], out / "importance.png")
-    quality = "success_rate" if spec.evaluation.mode == "closed_loop" else "action_error"
+    quality = "action_error" if spec.evaluation.mode == "open_loop" else "success_rate"
     points = [(row["metric.plan_ms"], row[f"metric.{quality}"], row["number"]) for row in table
               if row["state"] == "complete" and all(math.isfinite(row.get(f"metric.{k}", math.nan))
                                                     for k in ("plan_ms", quality))]

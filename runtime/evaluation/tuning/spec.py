@@ -22,6 +22,8 @@ Direction = Literal["minimize", "maximize"]
 CLOSED_LOOP_METRICS: dict[str, Direction] = {
     "success_rate": "maximize", "mean_final_distance": "minimize", "time_to_goal": "minimize", "plan_ms": "minimize"}
 OPEN_LOOP_METRICS: dict[str, Direction] = {"action_error": "minimize", "goal_cost": "minimize", "plan_ms": "minimize"}
+TASK_METRICS: dict[str, Direction] = {
+    "success_rate": "maximize", "mean_final_distance": "minimize", "ticks": "minimize", "plan_ms": "minimize"}
 # Only the chosen optimizer's subsection is read (docs/planner.md), so its keys are searched only with it.
 OPTIMIZER_SECTIONS = ("cem", "icem", "mppi", "predictive_sampling")
 
@@ -114,10 +116,14 @@ class Objective(_Strict):
 
 
 class Evaluation(_Strict):
-    mode: Literal["closed_loop", "open_loop"] = Field(
+    mode: Literal["closed_loop", "open_loop", "task"] = Field(
         "closed_loop", description="closed_loop: the real loop against a sim controller process, to held-out "
-                                   "goals; open_loop: plan on recorded frames, compared with the recorded actions.")
-    goals: int = Field(5, ge=1, description="closed_loop: the first N held-out goals of the model's goal set.")
+                                   "goals; open_loop: plan on recorded frames, compared with the recorded actions; "
+                                   "task: a task's goal set in the in-process sim, as edgeloop eval.")
+    goals: int = Field(5, ge=1, description="closed_loop: the first N held-out goals of the model's goal set; "
+                                            "task: the first N goals of the task's goal set.")
+    task: str | None = Field(None, description="task: the task (edgeloop task list).")
+    k: int = Field(25, ge=1, description="task: its goal set data/goals/TASK-kK.json.")
     goal_timeout_s: float = Field(6.0, gt=0, description="closed_loop: give up on a goal after this long.")
     tolerance_m: float = Field(0.05, gt=0, description="closed_loop: end-effector distance that counts as reached.")
     recordings: list[Path] = Field(default_factory=list, description="open_loop: MCAP episode recordings.")
@@ -132,7 +138,7 @@ class Evaluation(_Strict):
 
     @property
     def metrics(self) -> dict[str, Direction]:
-        return CLOSED_LOOP_METRICS if self.mode == "closed_loop" else OPEN_LOOP_METRICS
+        return {"closed_loop": CLOSED_LOOP_METRICS, "open_loop": OPEN_LOOP_METRICS, "task": TASK_METRICS}[self.mode]
 
 
 class Budget(_Strict):
@@ -238,12 +244,26 @@ def check_spec(spec: TuneSpec, refused: list[str] | None = None) -> list[str]:
     known = spec.evaluation.metrics
     problems += [f"objective: '{name}' is not a {spec.evaluation.mode} metric (one of {', '.join(known)})"
                  for name in spec.objective.names if name not in known]
+    if spec.evaluation.mode == "task":
+        problems += _task_problems(spec.evaluation)
     if spec.evaluation.mode == "open_loop":
         if not spec.evaluation.recordings:
             problems.append("evaluation.recordings: open_loop needs at least one MCAP recording")
         problems += [f"evaluation.recordings: {rec}: not found" for rec in spec.evaluation.recordings
                      if not rec.is_file()]
     return problems
+
+
+def _task_problems(evaluation: Evaluation) -> list[str]:
+    from runtime.sim.goal_sets import shipped_goal_set
+    from runtime.sim.tasks import TASKS
+
+    if evaluation.task is None:
+        return ["evaluation.task: the task mode needs a task (edgeloop task list)"]
+    if evaluation.task not in TASKS:
+        return [f"evaluation.task: unknown task {evaluation.task!r}; expected one of {', '.join(TASKS)}"]
+    goal_set = shipped_goal_set(evaluation.task, evaluation.k)
+    return [] if goal_set.is_file() else [f"evaluation.k: {goal_set}: no such goal set (edgeloop task goals)"]
 
 
 def _model_problems(base_config: Path, base: RunConfig) -> list[str]:

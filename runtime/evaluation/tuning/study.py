@@ -78,7 +78,8 @@ def open_study(spec: TuneSpec) -> optuna.Study:
 
 # The evaluation settings a trial's metrics depend on, per mode; trial_timeout_s only decides which trials fail.
 _COMPARED = {"closed_loop": ("mode", "seeds", "overrides", "goals", "goal_timeout_s", "tolerance_m"),
-             "open_loop": ("mode", "seeds", "overrides", "recordings", "goal_frame", "stride")}
+             "open_loop": ("mode", "seeds", "overrides", "recordings", "goal_frame", "stride"),
+             "task": ("mode", "seeds", "overrides", "task", "k", "goals")}
 
 
 def fingerprint(spec: TuneSpec) -> dict[str, Any]:

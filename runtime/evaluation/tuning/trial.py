@@ -148,6 +148,8 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
                      "loop.status_line=false"]
         if evaluation["mode"] == "closed_loop":
             per_seed.append(_closed_loop(Path(request["base_config"]), overrides, evaluation))
+        elif evaluation["mode"] == "task":
+            per_seed.append(_task(Path(request["base_config"]), overrides, evaluation))
         else:
             from runtime.config import load_config
             from runtime.evaluation.tuning.open_loop import score_recordings
@@ -177,6 +179,23 @@ def _closed_loop(base_config: Path, overrides: list[str], evaluation: dict[str, 
         },
         "details": {"reached": sum(g["reached"] for g in goals), "goals": len(goals), "loop_hz": result["loop_hz"],
                     "deadline_misses": result["counters"]["deadline_misses"], "run_dir": result["run_dir"]},
+    }
+
+
+def _task(base_config: Path, overrides: list[str], evaluation: dict[str, Any]) -> dict[str, Any]:
+    from runtime.config import load_config
+    from runtime.evaluation.task_eval import evaluate_task
+    from runtime.sim.goal_sets import read_goal_set, shipped_goal_set
+
+    config = load_config(base_config, overrides)
+    goal_set = read_goal_set(shipped_goal_set(evaluation["task"], evaluation["k"]))
+    planner = config.planner.optimizer
+    entry = evaluate_task(config, goal_set, [planner], goals=evaluation["goals"])["planners"][planner]
+    return {
+        "metrics": {"success_rate": entry["success_rate"], "mean_final_distance": entry["final_distance_mean"],
+                    "ticks": entry["ticks_mean"], "plan_ms": entry["plan_ms_p50"]},
+        "details": {"successes": entry["successes"], "goals": entry["episodes"],
+                    "success_interval_95": entry["success_interval_95"]},
     }
 
 

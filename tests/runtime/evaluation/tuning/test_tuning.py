@@ -358,3 +358,24 @@ def test_a_local_ray_instance_runs_closed_loop_trials_side_by_side(tmp_path: Pat
     assert first["start"] < second["end"] and second["start"] < first["end"]
     assert all(t.user_attrs["metrics"]["success_rate"] == 1.0 for t in trials)
     assert os.path.isfile(tmp_path / "out" / "study" / "best.yaml")
+
+
+def test_task_mode_trials_score_a_tasks_goal_set_and_the_spec_names_a_missing_task(tmp_path: Path) -> None:
+    evaluation = {"mode": "task", "task": "reach", "k": 25, "goals": 2, "overrides": ["planner.iterations=1"]}
+    path = write_spec(tmp_path, base_config=str(ROOT / "configs" / "tasks" / "reach.yaml"), evaluation=evaluation,
+                      objective={"metrics": ["success_rate", "plan_ms"]}, budget={"trials": 2})
+    result = tune("--config", str(path))
+    assert result.exit_code == 0, result.output
+    complete = [t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2
+    for trial in complete:
+        assert trial.user_attrs["details"]["seeds"][0]["goals"] == 2  # the first 2 goals of reach-k25
+        assert 0.0 <= trial.user_attrs["metrics"]["success_rate"] <= 1.0 and trial.values[1] > 0
+        assert set(trial.user_attrs["metrics"]) == {"success_rate", "mean_final_distance", "ticks", "plan_ms"}
+    for broken, message in (({"task": None}, "evaluation.task: the task mode needs a task"),
+                            ({"task": "push-x"}, "evaluation.task: unknown task 'push-x'"),
+                            ({"k": 3}, "evaluation.k: data/goals/reach-k3.json: no such goal set")):
+        bad = write_spec(tmp_path, name="bad", base_config=str(ROOT / "configs" / "tasks" / "reach.yaml"),
+                         evaluation=evaluation | broken)
+        refused = tune("--config", str(bad))
+        assert refused.exit_code == 2 and message in refused.output, refused.output
