@@ -2,6 +2,7 @@
 
 Episode i of a goal set starts from the task's seeded reset (seed, i), the task's expert runs k control periods
 from there, and the state it reaches is the goal: every goal is reachable by construction, in k steps. An
+episode whose start already counts as reaching its goal is skipped. An
 evaluation episode starts from the same start state, sees the goal as the image rendered at the goal state,
 and ends at success or after `budget` = 2k steps; never "re-plan until success".
 
@@ -56,13 +57,20 @@ def episode_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def make_goal_set(task_name: str, count: int, k: int, seed: int) -> GoalSet:
-    """`count` goals, each the state after k expert steps from a seeded start."""
+    """`count` goals, each the state after k expert steps from a seeded start.
+
+    An episode whose start already satisfies its goal (the expert did not get to move what the task judges in
+    k steps, e.g. the arm never reached the puck) is skipped: every goal needs the robot to do something.
+    Goals keep their episode index, which seeds them, so each can be replayed on its own."""
     if count < 1 or k < 1:
         raise GoalSetError(f"goal set: count ({count}) and k ({k}) must be at least 1")
     task, scene = open_task(task_name)
-    goals = []
+    goals: list[TaskGoal] = []
+    attempts = 20 * count
     try:
-        for index in range(count):
+        for index in range(attempts):
+            if len(goals) == count:
+                break
             rng = episode_rng(seed, index)
             task.reset(scene, rng)
             start = scene.qpos()
@@ -70,9 +78,13 @@ def make_goal_set(task_name: str, count: int, k: int, seed: int) -> GoalSet:
             for _ in range(k):
                 scene.apply(expert(scene))
                 scene.step_control()
-            goals.append(TaskGoal(index, start, scene.qpos(), scene.data.qvel.copy()))
+            if not task.success(start, scene.qpos()):
+                goals.append(TaskGoal(index, start, scene.qpos(), scene.data.qvel.copy()))
     finally:
         scene.close()
+    if len(goals) < count:
+        raise GoalSetError(f"goal set: only {len(goals)} of {attempts} {task_name} episodes of k = {k} steps end "
+                           f"away from their start; the expert needs more steps")
     return GoalSet(task_name, type(task).scene, k, 2 * k, seed, goals)
 
 

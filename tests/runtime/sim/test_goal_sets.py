@@ -25,21 +25,22 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_goals_are_the_experts_state_k_steps_from_the_seeded_start(name: str, tmp_path: Path) -> None:
-    goal_set = make_goal_set(name, count=3, k=6, seed=9)
-    assert goal_set.budget == 12 and [g.index for g in goal_set.goals] == [0, 1, 2]
+    goal_set = make_goal_set(name, count=3, k=25, seed=9)
+    assert goal_set.budget == 50 and len(goal_set.goals) == 3
     task, scene = open_task(name)
     for goal in goal_set.goals:  # replayed by hand: the same start, the same expert, the same goal
         rng = episode_rng(9, goal.index)
         task.reset(scene, rng)
         np.testing.assert_array_equal(scene.qpos(), goal.start)
         expert = task.expert(rng)
-        for _ in range(6):
+        for _ in range(25):
             scene.apply(expert(scene))
             scene.step_control()
         np.testing.assert_allclose(scene.qpos(), goal.goal, atol=1e-12)
+        assert not task.success(goal.start, goal.goal)  # the robot has something to do
     scene.close()
     again = read_goal_set(write_goal_set(goal_set, tmp_path / "set.json"))
-    assert again.task == name and again.k == 6 and again.seed == 9
+    assert again.task == name and again.k == 25 and again.seed == 9
     np.testing.assert_array_equal(again.goals[2].goal, goal_set.goals[2].goal)
 
 
@@ -66,3 +67,6 @@ def test_unreadable_goal_sets_are_refused_naming_the_file(tmp_path: Path) -> Non
         read_goal_set(path)
     with pytest.raises(GoalSetError, match=r"count \(0\) and k \(5\) must be at least 1"):
         make_goal_set("reach", count=0, k=5, seed=0)
+    # One step is too few for the arm to reach the puck: no arm-push episode ends away from its start.
+    with pytest.raises(GoalSetError, match=r"only 0 of 20 arm-push episodes of k = 1 steps end away from their start"):
+        make_goal_set("arm-push", count=1, k=1, seed=0)
