@@ -28,6 +28,14 @@ def task_list() -> None:
         typer.echo(f"{name:10s} scene {kind.scene:11s} {task_summary(kind)}")
 
 
+@task_app.command("scene-schema")
+def task_scene_schema() -> None:
+    """Print the scene file's JSON Schema (docs/tasks.md)."""
+    from runtime.sim.scene_file import scene_json_schema
+
+    typer.echo(json.dumps(scene_json_schema(), indent=2))
+
+
 @task_app.command("goals")
 def task_goals(
     task: Annotated[str, typer.Argument(help="Task name (edgeloop task list).")],

@@ -3,6 +3,7 @@ test's own served by the sim controller and driven by the real runtime loop, wit
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 from pathlib import Path
@@ -69,6 +70,12 @@ def test_the_planar_arm_is_a_shipped_scene() -> None:
     spec = load_scene("planar-arm")
     assert spec.timestep == pytest.approx(0.002) and spec.proprio.joints == ["shoulder", "elbow"]
     assert "actuators" in scene_json_schema()["properties"]
+    from typer.testing import CliRunner
+
+    from runtime.cli.app import app
+
+    printed = CliRunner().invoke(app, ["task", "scene-schema"])
+    assert printed.exit_code == 0 and json.loads(printed.output) == scene_json_schema()
 
 
 @pytest.mark.parametrize(("change", "message"), [
