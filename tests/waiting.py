@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from runtime.link.protocol import State
+import numpy as np
+
+from runtime.link.protocol import State, now_ns
 from runtime.link.runtime_side import RuntimeLink
 
 
@@ -16,3 +19,15 @@ def wait_state(link: RuntimeLink, timeout_s: float) -> State | None:
         if state is not None or time.monotonic() >= deadline:
             return state
         time.sleep(0.001)
+
+
+def drive_until(runtime: RuntimeLink, condition: Callable[[State], bool], action: list[float] | None = None,
+                ttl_ms: float = 500.0) -> State:
+    """Read states until one satisfies `condition`, sending `action` every ~20 ms as a planner would (if given)."""
+    for _ in range(500):
+        if action is not None:
+            runtime.send_command(np.array(action), now_ns(), ttl_ms=ttl_ms)
+        state = wait_state(runtime, 0.02)
+        if state is not None and condition(state):
+            return state
+    raise AssertionError(f"no state satisfied the condition; runtime counters {runtime.counters}")

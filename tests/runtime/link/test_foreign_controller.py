@@ -9,7 +9,7 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from waiting import wait_state
+from waiting import drive_until
 
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
@@ -88,41 +88,26 @@ def _stop(process: subprocess.Popen[str]) -> dict[str, Any]:
     return counters
 
 
-def _until(
-    runtime: RuntimeLink,
-    condition: Callable[[protocol.State], bool],
-    action: list[float] | None = None,
-) -> protocol.State:
-    """Read states (sending `action` every ~20 ms, if given) until one satisfies `condition`."""
-    for _ in range(500):
-        if action is not None:
-            runtime.send_command(np.array(action), protocol.now_ns(), ttl_ms=500.0)
-        state = wait_state(runtime, 0.02)
-        if state is not None and condition(state):
-            return state
-    raise AssertionError(f"no state satisfied the condition; runtime counters {runtime.counters}")
-
-
 def test_c_controller_follows_commands_stops_and_watchdog(
     running: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
     process, endpoints = running
     with RuntimeLink(endpoints["command"], endpoints["state"]) as runtime:
-        first = _until(runtime, lambda s: True)
+        first = drive_until(runtime, lambda s: True)
         assert first.stopped and first.last_command_seq == -1
         np.testing.assert_array_equal(first.q, [0.0, 0.0])
 
-        moving = _until(runtime, lambda s: s.q[0] > 0.1 and s.q[1] < -0.05, action=[1.0, -0.5])
+        moving = drive_until(runtime, lambda s: s.q[0] > 0.1 and s.q[1] < -0.05, action=[1.0, -0.5])
         assert not moving.stopped and moving.last_command_seq >= 0
         np.testing.assert_array_equal(moving.dq, [1.0, -0.5])
 
         runtime.send_stop("test")
-        held = _until(runtime, lambda s: s.stopped)
-        later = _until(runtime, lambda s: s.seq > held.seq + 3)
+        held = drive_until(runtime, lambda s: s.stopped)
+        later = drive_until(runtime, lambda s: s.seq > held.seq + 3)
         assert later.stopped and np.array_equal(later.q, held.q) and np.array_equal(later.dq, [0.0, 0.0])
 
-        _until(runtime, lambda s: not s.stopped and s.q[0] > held.q[0], action=[1.0, 0.0])
-        silent = _until(runtime, lambda s: s.stopped)  # no more commands: the watchdog holds it still
+        drive_until(runtime, lambda s: not s.stopped and s.q[0] > held.q[0], action=[1.0, 0.0])
+        silent = drive_until(runtime, lambda s: s.stopped)  # no more commands: the watchdog holds it still
         assert silent.last_command_seq > moving.last_command_seq
         assert runtime.counters["bad_messages"] == 0  # everything the C side published decoded
 
@@ -153,7 +138,7 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
 
     with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
         seq = 0
-        while _until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
+        while drive_until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
             publisher.send(command(seq))
             seq += 1
         bad = [
@@ -176,7 +161,7 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
         for payload in bad + wrong_dim + expired:
             publisher.send(payload)
         publisher.send(command(99))  # a marker: once it is applied, everything before it was seen
-        marked = _until(runtime, lambda s: s.last_command_seq == 99)
+        marked = drive_until(runtime, lambda s: s.last_command_seq == 99)
         assert not marked.stopped
 
     counters = _stop(process)

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from waiting import wait_state
+from waiting import drive_until, wait_state
 
-from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
 from runtime.sim.arm import forward_kinematics
 from runtime.sim.controller import SimControllerSettings, run_sim_controller
@@ -81,16 +80,6 @@ def runtime(controller: RunningController) -> Iterator[RuntimeLink]:
     link.close()
 
 
-def _drive(runtime: RuntimeLink, action: list[float], until: Callable[[protocol.State], bool]) -> protocol.State:
-    """Keep commanding `action` (as a planner would, every ~20 ms) until a state satisfies `until`."""
-    for _ in range(500):
-        runtime.send_command(np.array(action), protocol.now_ns(), ttl_ms=1000.0)
-        state = wait_state(runtime, 0.02)
-        if state is not None and until(state):
-            return state
-    raise AssertionError(f"no state satisfied the condition; counters {runtime.counters}")
-
-
 def test_commands_move_the_arm_and_the_watchdog_stops_it(
     controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,7 +89,7 @@ def test_commands_move_the_arm_and_the_watchdog_stops_it(
     np.testing.assert_allclose(first.q, [0.2, -0.3], atol=1e-6)
     np.testing.assert_allclose(first.ee, forward_kinematics(first.q), atol=1e-6)
 
-    moving = _drive(runtime, [1.0, -1.0], until=lambda s: s.q[0] > 0.35 and s.q[1] < -0.45)
+    moving = drive_until(runtime, lambda s: s.q[0] > 0.35 and s.q[1] < -0.45, action=[1.0, -1.0], ttl_ms=1000.0)
     assert not moving.stopped and moving.last_command_seq >= 0
     assert moving.dq[0] > 0 and moving.dq[1] < 0
 
@@ -124,12 +113,12 @@ def test_a_stop_holds_the_arm_until_the_next_command(
     controller: RunningController, runtime: RuntimeLink, wait_until: WaitUntil
 ) -> None:
     assert wait_state(runtime, 5.0) is not None
-    _drive(runtime, [-1.0, 0.0], until=lambda s: not s.stopped)
+    drive_until(runtime, action=[-1.0, 0.0], ttl_ms=1000.0, condition=lambda s: not s.stopped)
     runtime.send_stop("test")
     assert wait_until(lambda: (s := wait_state(runtime, 0.1)) is not None and s.stopped)
     held = wait_state(runtime, 5.0)
     assert held is not None and held.stopped
-    resumed = _drive(runtime, [1.0, 0.0], until=lambda s: not s.stopped and s.dq[0] > 0)
+    resumed = drive_until(runtime, action=[1.0, 0.0], ttl_ms=1000.0, condition=lambda s: not s.stopped and s.dq[0] > 0)
     assert resumed.last_command_seq > held.last_command_seq
     assert controller.halt()["stops_applied"] == 1
 
@@ -167,7 +156,8 @@ def test_runtime_sees_the_controller_go_and_come_back() -> None:
         )
         try:
             assert wait_state(runtime, 10.0) is not None  # the SUB reconnected by itself
-            _drive(runtime, [0.5, 0.5], until=lambda s: not s.stopped)  # and so did the command PUB
+            # ... and so did the command PUB.
+            drive_until(runtime, lambda s: not s.stopped, action=[0.5, 0.5], ttl_ms=1000.0)
         finally:
             counters = again.halt()
         assert counters["commands_applied"] >= 1
