@@ -78,9 +78,9 @@ class ArmPush(Task):
     def __init__(self, scene: Scene, settings: dict[str, Any] | None = None) -> None:
         super().__init__(scene, settings)
         self.settings: ArmPushSettings
-        self.joints = [self.qpos_index("shoulder"), self.qpos_index("elbow")]
-        self.puck = [self.qpos_index("puck_x"), self.qpos_index("puck_y")]
-        self.limits = self.model.jnt_range[[self.model.joint(n).id for n in ("shoulder", "elbow")]].copy()
+        self.joints = self.qpos_indices("shoulder", "elbow")
+        self.puck = self.qpos_indices("puck_x", "puck_y")
+        self.limits = self.joint_limits("shoulder", "elbow")
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         qpos = scene.qpos()

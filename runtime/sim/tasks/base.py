@@ -41,6 +41,14 @@ class Task(ABC):
         """Where a hinge or slide joint's position sits in qpos."""
         return int(self.model.jnt_qposadr[self.model.joint(joint).id])
 
+    def qpos_indices(self, *joints: str) -> list[int]:
+        """Where these hinge or slide joints' positions sit in qpos, in order."""
+        return [self.qpos_index(joint) for joint in joints]
+
+    def joint_limits(self, *joints: str) -> np.ndarray:
+        """(len(joints), 2) [low, high] ranges of these joints, from the MJCF."""
+        return self.model.jnt_range[[self.model.joint(joint).id for joint in joints]].copy()
+
     @abstractmethod
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         """Put the scene in a random start state of this task."""

@@ -135,8 +135,8 @@ class PushT(Task):
     def __init__(self, scene: Scene, settings: dict[str, Any] | None = None) -> None:
         super().__init__(scene, settings)
         self.settings: PushTSettings
-        self.t_pose = [self.qpos_index("t_x"), self.qpos_index("t_y"), self.qpos_index("t_angle")]
-        self.pusher = [self.qpos_index("pusher_x"), self.qpos_index("pusher_y")]
+        self.t_pose = self.qpos_indices("t_x", "t_y", "t_angle")
+        self.pusher = self.qpos_indices("pusher_x", "pusher_y")
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         qpos = scene.qpos()

@@ -45,8 +45,8 @@ class Reach(Task):
     def __init__(self, scene: Scene, settings: dict[str, Any] | None = None) -> None:
         super().__init__(scene, settings)
         self.settings: ReachSettings
-        self.joints = [self.qpos_index("shoulder"), self.qpos_index("elbow")]
-        self.limits = self.model.jnt_range[[self.model.joint(n).id for n in ("shoulder", "elbow")]].copy()
+        self.joints = self.qpos_indices("shoulder", "elbow")
+        self.limits = self.joint_limits("shoulder", "elbow")
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         margin = self.settings.margin_rad

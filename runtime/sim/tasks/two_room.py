@@ -64,7 +64,7 @@ class TwoRoom(Task):
     def __init__(self, scene: Scene, settings: dict[str, Any] | None = None) -> None:
         super().__init__(scene, settings)
         self.settings: TwoRoomSettings
-        self.agent = [self.qpos_index("agent_x"), self.qpos_index("agent_y")]
+        self.agent = self.qpos_indices("agent_x", "agent_y")
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         qpos = scene.qpos()
