@@ -5,9 +5,10 @@ Losses, on windows of horizon+1 consecutive ticks (docs/training.md explains eac
 - prediction: the predictor rolls the first tick's latent forward under the recorded actions for
   `horizon` steps; each step is compared with the encoder's latent of that tick under stop-gradient.
 - alignment (cross-modal): z_visual, computed from the image alone, must equal a fixed linear embedding
-  of the normalized joint positions measured at the same instant. This anchors the visual latent so
-  that distances between visual latents grow steadily with the distance between arm configurations,
-  which is what a planner scoring latent distance to a goal image needs.
+  of the normalized visual state measured at the same instant: the joint positions, or what a task names
+  (a pushed object's pose beside them). This anchors the visual latent so that distances between visual
+  latents grow steadily with the distance between states, which is what a planner scoring latent
+  distance to a goal image needs.
 - VICReg variance + covariance on z_proprio: the prediction loss alone would let the proprio branch
   collapse to a constant; these keep every dimension spread out and decorrelated.
 
@@ -43,6 +44,9 @@ class EpisodeArrays:
     q: np.ndarray  # joint positions (T, J) [rad]
     dq: np.ndarray  # joint velocities (T, J) [rad/s]
     actions: np.ndarray  # (T, A) command applied for the control period after frame t
+    # (T, S) what the camera shows that the task is about (e.g. a pushed object's pose beside the pusher),
+    # recorded in simulation; z_visual is anchored to it. None: to the joint positions q.
+    visual_state: np.ndarray | None = None
 
 
 class TrainSettings(BaseModel):
@@ -76,15 +80,34 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def visual_basis(visual_dim: int) -> np.ndarray:
-    """(visual_dim, 2) rows of unit directions evenly spread over half a turn.
+def visual_basis(visual_dim: int, state_dim: int = 2) -> np.ndarray:
+    """(visual_dim, state_dim): a harmonic tight frame, unit rows with basis.T @ basis = visual_dim/state_dim I.
 
-    z_visual = basis @ normalized q puts the two joints on every latent axis with unit variance, and the
-    L1 distance between two such latents is nearly proportional to the Euclidean distance in normalized
-    joint space, whatever the direction.
+    z_visual = basis @ normalized state gives every latent axis unit variance, and the L2 distance between
+    two such latents is exactly proportional to the Euclidean distance in normalized state space. Two
+    dimensions take rows evenly spread over half a turn, whose L1 distance is proportional too (within
+    0.3 %); three or more take the columns cos/sin(k · 2πi/visual_dim), k = 1, 2, ... (an odd last one
+    alternating ±1/√2), whose L1 distance varies by up to ±20 % with the direction: plan with `distance: l2`
+    there (docs/training.md).
     """
-    angles = np.pi * np.arange(visual_dim) / visual_dim
-    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    if not 1 <= state_dim <= visual_dim:
+        raise ValueError(f"the visual state has {state_dim} values; visual_dim ({visual_dim}) must be at least that")
+    if state_dim == 1:
+        return np.ones((visual_dim, 1), dtype=np.float32)
+    if state_dim == 2:
+        angles = np.pi * np.arange(visual_dim) / visual_dim
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    if 2 * (state_dim // 2) >= visual_dim or (state_dim % 2 and visual_dim % 2):
+        # cos/sin pairs need frequencies below visual_dim / 2; the alternating column, an even visual_dim
+        raise ValueError(f"a visual state of {state_dim} values needs an even visual_dim above {state_dim} "
+                         f"(found {visual_dim})")
+    angles = 2 * np.pi * np.arange(visual_dim) / visual_dim
+    columns = []
+    for k in range(1, state_dim // 2 + 1):
+        columns += [np.cos(k * angles), np.sin(k * angles)]
+    if state_dim % 2:
+        columns.append((-1.0) ** np.arange(visual_dim) / np.sqrt(2.0))
+    return (np.stack(columns, axis=1) * np.sqrt(2.0 / state_dim)).astype(np.float32)
 
 
 class _Dataset:
@@ -93,25 +116,32 @@ class _Dataset:
     def __init__(self, episodes: Sequence[EpisodeArrays], horizon: int) -> None:
         self.frames = np.concatenate([e.frames for e in episodes])
         self.proprio = np.concatenate([np.concatenate([e.q, e.dq], axis=1) for e in episodes]).astype(np.float32)
-        self.q = np.concatenate([e.q for e in episodes]).astype(np.float32)
+        self.visual_state = np.concatenate([e.q if e.visual_state is None else e.visual_state
+                                            for e in episodes]).astype(np.float32)
         self.actions = np.concatenate([e.actions for e in episodes]).astype(np.float32)
         offsets = np.cumsum([0] + [len(e.q) for e in episodes])
         self.starts = np.concatenate([np.arange(a, b - horizon) for a, b in itertools.pairwise(offsets)])
         self.horizon = horizon
 
     def window(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Frames (B, H+1, ...), proprio (B, H+1, P), q (B, H+1, J) and actions (B, H, A)."""
+        """Frames (B, H+1, ...), proprio (B, H+1, P), visual state (B, H+1, S) and actions (B, H, A)."""
         ticks = starts[:, None] + np.arange(self.horizon + 1)
-        return self.frames[ticks], self.proprio[ticks], self.q[ticks], self.actions[ticks[:, :-1]]
+        return self.frames[ticks], self.proprio[ticks], self.visual_state[ticks], self.actions[ticks[:, :-1]]
 
 
 def _check_episodes(episodes: Sequence[EpisodeArrays], horizon: int) -> None:
     if not episodes:
         raise ValueError("training needs at least one episode")
+    if len({e.visual_state is None for e in episodes}) > 1:
+        raise ValueError("some episodes carry a visual state and some do not: record them all the same way")
+    if len({(e.q if e.visual_state is None else e.visual_state).shape[1] for e in episodes}) > 1:
+        raise ValueError("episodes differ in the number of visual state values")
     for i, e in enumerate(episodes):
         lengths = {len(e.frames), len(e.q), len(e.dq), len(e.actions)}
         if len(lengths) != 1:
             raise ValueError(f"episode {i}: frames, q, dq and actions differ in length ({sorted(lengths)})")
+        if e.visual_state is not None and len(e.visual_state) != len(e.q):
+            raise ValueError(f"episode {i}: {len(e.visual_state)} visual states for {len(e.q)} ticks")
         if len(e.q) <= horizon:
             raise ValueError(f"episode {i}: {len(e.q)} ticks, need more than the horizon ({horizon})")
         if e.frames.dtype != np.uint8 or e.frames.ndim != 4 or e.frames.shape[-1] != 3:
@@ -156,26 +186,26 @@ class _Trainer:
         self.encoder.proprio_std.copy_(torch.from_numpy(train.proprio.std(axis=0) + 1e-3))
         action_scale = np.maximum(np.abs(train.actions).max(axis=0), 1e-3)
         self.predictor.action_scale.copy_(torch.from_numpy(action_scale))
-        self.q_mean = train.q.mean(axis=0)
-        self.q_std = train.q.std(axis=0) + 1e-3
-        self.basis = torch.from_numpy(visual_basis(config.visual_dim))
+        self.state_mean = train.visual_state.mean(axis=0)
+        self.state_std = train.visual_state.std(axis=0) + 1e-3
+        self.basis = torch.from_numpy(visual_basis(config.visual_dim, train.visual_state.shape[1]))
         params = [*self.encoder.parameters(), *self.predictor.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
-    def visual_target(self, q: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((q - self.q_mean) / self.q_std) @ self.basis.T
+    def visual_target(self, state: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((state - self.state_mean) / self.state_std) @ self.basis.T
 
-    def q_from_visual(self, z_visual: torch.Tensor) -> np.ndarray:
-        """Joint positions read back from z_visual through the fixed basis (least squares)."""
-        q_norm = z_visual @ torch.linalg.pinv(self.basis).T
-        return q_norm.numpy() * self.q_std + self.q_mean
+    def state_from_visual(self, z_visual: torch.Tensor) -> np.ndarray:
+        """The visual state read back from z_visual through the fixed basis (least squares)."""
+        normalized = z_visual @ torch.linalg.pinv(self.basis).T
+        return normalized.numpy() * self.state_std + self.state_mean
 
     def encode(self, frames: np.ndarray, proprio: np.ndarray) -> torch.Tensor:
         return self.encoder(torch.from_numpy(self.preprocess(frames)), torch.from_numpy(proprio))
 
-    def losses(self, frames: np.ndarray, proprio: np.ndarray, q: np.ndarray,
+    def losses(self, frames: np.ndarray, proprio: np.ndarray, visual_state: np.ndarray,
                actions: np.ndarray) -> dict[str, torch.Tensor]:
-        batch, ticks = q.shape[:2]
+        batch, ticks = visual_state.shape[:2]
         visual_dim = self.config.visual_dim
         z = self.encode(frames.reshape(-1, *frames.shape[2:]), proprio.reshape(batch * ticks, -1))
         latents = z.reshape(batch, ticks, -1)
@@ -187,7 +217,7 @@ class _Trainer:
             current = self.predictor(current, actions_t[:, step])
             rollout.append(current)
         prediction = F.mse_loss(torch.stack(rollout, dim=1), targets)
-        alignment = F.mse_loss(z[:, :visual_dim], self.visual_target(q.reshape(batch * ticks, -1)))
+        alignment = F.mse_loss(z[:, :visual_dim], self.visual_target(visual_state.reshape(batch * ticks, -1)))
         variance, covariance = _vicreg(z[:, visual_dim:])
         s = self.settings
         total = (s.prediction_weight * prediction + s.alignment_weight * alignment
@@ -209,11 +239,12 @@ def _warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.
 def _encode_all(trainer: _Trainer, data: _Dataset, chunk: int = 512) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([trainer.encode(data.frames[i:i + chunk], data.proprio[i:i + chunk])
-                          for i in range(0, len(data.q), chunk)])
+                          for i in range(0, len(data.frames), chunk)])
 
 
 def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, Any]:
-    """Held-out metrics: linear probe z_visual -> q, q read through the fixed basis, rollout error, spread."""
+    """Held-out metrics: linear probe z_visual -> visual state, the state read through the fixed basis, rollout
+    error, spread."""
     visual_dim = trainer.config.visual_dim
     z_train, z_val = _encode_all(trainer, train), _encode_all(trainer, val)
 
@@ -221,10 +252,10 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
         v = z[:, :visual_dim].numpy().astype(np.float64)
         return np.concatenate([v, np.ones((len(v), 1))], axis=1)
 
-    weights, *_ = np.linalg.lstsq(with_bias(z_train), train.q.astype(np.float64), rcond=None)
-    residual = val.q - with_bias(z_val) @ weights
-    probe_r2 = 1.0 - residual.var(axis=0) / val.q.var(axis=0)
-    basis_error = np.abs(trainer.q_from_visual(z_val[:, :visual_dim]) - val.q)
+    weights, *_ = np.linalg.lstsq(with_bias(z_train), train.visual_state.astype(np.float64), rcond=None)
+    residual = val.visual_state - with_bias(z_val) @ weights
+    probe_r2 = 1.0 - residual.var(axis=0) / val.visual_state.var(axis=0)
+    basis_error = np.abs(trainer.state_from_visual(z_val[:, :visual_dim]) - val.visual_state)
 
     spread = z_val.std(dim=0)
     train_spread = z_train.std(dim=0)
@@ -241,8 +272,9 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
             rmse_visual.append(float(error[:, :visual_dim].pow(2).mean().sqrt() / spread[:visual_dim].mean()))
     return {
         "probe_r2": [round(float(v), 5) for v in probe_r2],
-        "visual_q_error_rad_mean": round(float(basis_error.mean()), 5),
-        "visual_q_error_rad_p95": round(float(np.percentile(basis_error, 95)), 5),
+        # In the visual state's units: rad for the joints of an arm, m and unit-circle values for Push-T.
+        "visual_state_error_mean": round(float(basis_error.mean()), 5),
+        "visual_state_error_p95": round(float(np.percentile(basis_error, 95)), 5),
         "rollout_relative_rmse": [round(v, 5) for v in rmse_all],
         "rollout_relative_rmse_visual": [round(v, 5) for v in rmse_visual],
         # Collapse shows on the training frames first (held-out episodes may cover a narrow range).
@@ -276,7 +308,7 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
         trainer = _Trainer(settings, config, image, train)
         steps_per_epoch = max(1, len(train.starts) // settings.batch_size)
         schedule = _warmup_cosine(trainer.optimizer, steps_per_epoch * settings.epochs)
-        log(f"training on {len(train_episodes)} episodes ({len(train.q)} frames, {len(train.starts)} windows), "
+        log(f"training on {len(train_episodes)} episodes ({len(train.frames)} frames, {len(train.starts)} windows), "
             f"{len(val_episodes)} held out; {settings.epochs} epochs x {steps_per_epoch} steps")
         history: list[dict[str, float]] = []
         started = time.perf_counter()
@@ -293,13 +325,14 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
             z_val = _encode_all(trainer, val)
-            q_error = float(np.abs(trainer.q_from_visual(z_val[:, :config.visual_dim]) - val.q).mean())
+            state_error = float(np.abs(trainer.state_from_visual(z_val[:, :config.visual_dim])
+                                       - val.visual_state).mean())
             record = {key: value / steps_per_epoch for key, value in sums.items()}
-            record |= {"epoch": epoch + 1, "val_q_error_rad": q_error, "seconds": time.perf_counter() - started}
+            record |= {"epoch": epoch + 1, "val_state_error": state_error, "seconds": time.perf_counter() - started}
             history.append(record)
             log(f"epoch {epoch + 1:3d}/{settings.epochs}  prediction {record['prediction']:.5f}  "
                 f"alignment {record['alignment']:.5f}  variance {record['variance']:.4f}  "
-                f"covariance {record['covariance']:.4f}  val q error {q_error:.4f} rad  {record['seconds']:.0f} s")
+                f"covariance {record['covariance']:.4f}  val state error {state_error:.4f}  {record['seconds']:.0f} s")
             if settings.time_budget_s is not None and record["seconds"] > settings.time_budget_s:
                 log(f"time budget of {settings.time_budget_s:.0f} s reached after epoch {epoch + 1}")
                 break
@@ -309,14 +342,15 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
             "train_seconds": round(time.perf_counter() - started, 1),
             "train_episodes": len(train_episodes),
             "val_episodes": len(val_episodes),
-            "train_frames": len(train.q),
+            "train_frames": len(train.frames),
             "first_epoch": {k: round(v, 6) for k, v in history[0].items()},
             "last_epoch": {k: round(v, 6) for k, v in history[-1].items()},
-            "visual_target": {"q_mean": trainer.q_mean.tolist(), "q_std": trainer.q_std.tolist(),
-                              "basis": "rows [cos(pi*i/visual_dim), sin(pi*i/visual_dim)]"},
+            "visual_target": {"state": "visual_state" if episodes[0].visual_state is not None else "q",
+                              "mean": trainer.state_mean.tolist(), "std": trainer.state_std.tolist(),
+                              "basis": "harmonic tight frame, planning/training.py visual_basis"},
         }
         log("held-out metrics: " + ", ".join(f"{k} {metrics[k]}" for k in (
-            "probe_r2", "visual_q_error_rad_mean", "rollout_relative_rmse_visual", "latent_std_min_proprio")))
+            "probe_r2", "visual_state_error_mean", "rollout_relative_rmse_visual", "latent_std_min_proprio")))
         return TrainResult(config, trainer.encoder.eval(), trainer.predictor.eval(), image, metrics)
     finally:
         torch.set_num_threads(threads)

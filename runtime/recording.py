@@ -22,6 +22,8 @@ from mcap.writer import CompressionType, Writer
 IMAGE_TOPIC = "/camera/image"
 STATE_TOPIC = "/robot/state"
 COMMAND_TOPIC = "/robot/command"
+# Training episodes recorded in simulation: what the camera shows that the task is about (docs/training.md).
+VISUAL_STATE_TOPIC = "/task/visual_state"
 
 _COMPRESSED_IMAGE_SCHEMA = {
     "title": "foxglove.CompressedImage",
@@ -52,6 +54,7 @@ class Episode:
     dq: np.ndarray  # (T, J) joint velocities
     actions: np.ndarray  # (T, A) command applied after the frame of tick t
     stamps: np.ndarray  # int64 ns (T,)
+    visual_state: np.ndarray | None = None  # (T, S) when every tick has one on VISUAL_STATE_TOPIC
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -101,13 +104,17 @@ class RecordingWriter:
                                  publish_time=stamp_ns, sequence=sequence)
 
     def write_tick(self, sequence: int, stamp_ns: int, image: np.ndarray, q: np.ndarray, dq: np.ndarray,
-                   action: np.ndarray) -> None:
-        """One training tick: the frame, the state measured with it, and the action applied after it."""
+                   action: np.ndarray, visual_state: np.ndarray | None = None) -> None:
+        """One training tick: the frame, the state measured with it, the action applied after it, and in
+        simulation the task's visual state (the positions training anchors the visual latent to)."""
         self.write_image(image, stamp_ns, sequence)
         self.write_json(STATE_TOPIC, {"seq": sequence, "stamp_ns": stamp_ns, "q": q.tolist(), "dq": dq.tolist()},
                         stamp_ns, sequence)
         self.write_json(COMMAND_TOPIC, {"seq": sequence, "stamp_ns": stamp_ns, "action": action.tolist()},
                         stamp_ns, sequence)
+        if visual_state is not None:
+            self.write_json(VISUAL_STATE_TOPIC, {"seq": sequence, "stamp_ns": stamp_ns,
+                                                 "state": visual_state.tolist()}, stamp_ns, sequence)
 
     def close(self) -> None:
         self._writer.finish()
@@ -158,23 +165,31 @@ def iter_images(path: str | Path, topic: str = IMAGE_TOPIC) -> Iterator[tuple[in
 
 
 def read_episode(path: str | Path) -> Episode:
-    """Load one recorded episode; ticks missing any of image, state or command are skipped."""
+    """Load one recorded episode; ticks missing any of image, state or command are skipped. The visual state
+    is loaded when the recording has any; then every tick kept must have one."""
     path = Path(path)
     images: dict[int, np.ndarray] = {}
     states: dict[int, dict[str, Any]] = {}
     commands: dict[int, dict[str, Any]] = {}
+    visual_states: dict[int, dict[str, Any]] = {}
     stamps: dict[int, int] = {}
-    for topic, sequence, stamp, payload in iter_messages(path, [IMAGE_TOPIC, STATE_TOPIC, COMMAND_TOPIC]):
+    for topic, sequence, stamp, payload in iter_messages(
+            path, [IMAGE_TOPIC, STATE_TOPIC, COMMAND_TOPIC, VISUAL_STATE_TOPIC]):
         if topic == IMAGE_TOPIC:
             images[sequence] = _decode_image(payload, f"{path}: {topic} seq {sequence}")
             stamps[sequence] = stamp
         elif topic == STATE_TOPIC:
             states[sequence] = payload
-        else:
+        elif topic == COMMAND_TOPIC:
             commands[sequence] = payload
+        else:
+            visual_states[sequence] = payload
     ticks = sorted(set(images) & set(states) & set(commands))
     if not ticks:
         raise RecordingError(f"{path}: no tick has an image, a state and a command (is it an episode recording?)")
+    if visual_states and not set(ticks) <= set(visual_states):
+        missing = len(set(ticks) - set(visual_states))
+        raise RecordingError(f"{path}: {missing} of {len(ticks)} ticks lack a {VISUAL_STATE_TOPIC} message")
     try:
         return Episode(
             path=path,
@@ -183,6 +198,9 @@ def read_episode(path: str | Path) -> Episode:
             dq=np.asarray([states[t]["dq"] for t in ticks], dtype=np.float32),
             actions=np.asarray([commands[t]["action"] for t in ticks], dtype=np.float32),
             stamps=np.asarray([stamps[t] for t in ticks], dtype=np.int64),
+            visual_state=np.asarray([visual_states[t]["state"] for t in ticks], dtype=np.float32)
+            if visual_states else None,
         )
     except (KeyError, ValueError) as exc:
-        raise RecordingError(f"{path}: state or command messages lack 'q', 'dq' or 'action' ({exc})") from exc
+        raise RecordingError(f"{path}: state, command or visual state messages lack 'q', 'dq', 'action' or "
+                             f"'state' ({exc})") from exc

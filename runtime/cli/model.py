@@ -64,7 +64,7 @@ def train(
         raise fail(str(exc)) from exc
     typer.echo(str(trained.manifest))
     typer.echo(json.dumps({k: trained.metrics[k] for k in (
-        "probe_r2", "visual_q_error_rad_mean", "rollout_relative_rmse_visual", "latent_std_min_visual",
+        "probe_r2", "visual_state_error_mean", "rollout_relative_rmse_visual", "latent_std_min_visual",
         "latent_std_min_proprio", "train_seconds")}))
 
 

@@ -45,7 +45,7 @@ def train_from_recordings(data: Path, out: Path, settings: TrainSettings, *, sce
     episodes = [read_episode(path) for path in files]
     periods = np.concatenate([np.diff(e.stamps) for e in episodes]) / 1e9
     control_period_s = round(float(np.median(periods)), 6)
-    arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions) for e in episodes]
+    arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions, e.visual_state) for e in episodes]
     result = train_world_model(arrays, settings)
     names = scene_interface(scene)
     interface = ModelInterface(
@@ -90,6 +90,7 @@ def training_data_sha256(arrays: list[EpisodeArrays]) -> str:
     """Over the training arrays, not the files: re-recording the same episodes changes only the stamps."""
     digest = hashlib.sha256()
     for episode in arrays:
-        for array in (episode.frames, episode.q, episode.dq, episode.actions):
-            digest.update(np.ascontiguousarray(array).tobytes())
+        for array in (episode.frames, episode.q, episode.dq, episode.actions, episode.visual_state):
+            if array is not None:  # absent visual states keep older recordings' digests
+                digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()

@@ -47,7 +47,8 @@ def record_task_episodes(task_name: str, out_dir: Path, *, episodes: int, steps:
                     action = rng.uniform(scene.action_low, scene.action_high) if random_ticks > 0 else expert_action
                     random_ticks = max(0, random_ticks - 1)
                     q, dq = scene.proprio()
-                    writer.write_tick(tick, start_ns + tick * period_ns, scene.render(), q, dq, action)
+                    writer.write_tick(tick, start_ns + tick * period_ns, scene.render(), q, dq, action,
+                                      task.visual_state(scene.qpos()))
                     scene.apply(action)
                     scene.step_control()
             paths.append(path)

@@ -84,3 +84,38 @@ def test_bad_episodes_are_refused(episodes: list[EpisodeArrays]) -> None:
     ragged = EpisodeArrays(episodes[0].frames, episodes[0].q[:-1], episodes[0].dq, episodes[0].actions)
     with pytest.raises(ValueError, match="episode 0: frames, q, dq and actions differ in length"):
         train_world_model([ragged], SETTINGS)
+
+
+@pytest.mark.parametrize("state_dim", [1, 2, 3, 4, 6, 7])
+def test_the_visual_basis_is_a_tight_frame_of_unit_rows(state_dim: int) -> None:
+    from planning.training import visual_basis
+
+    basis = visual_basis(16, state_dim).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(basis, axis=1), 1.0, atol=1e-6)  # unit variance per latent axis
+    np.testing.assert_allclose(basis.T @ basis, 16 / state_dim * np.eye(state_dim), atol=1e-5)  # L2 ∝ Euclidean
+    with pytest.raises(ValueError, match="visual_dim"):
+        visual_basis(state_dim - 1 if state_dim > 1 else 0, state_dim)
+    if state_dim > 2:  # cos/sin pairs need a frequency below visual_dim / 2
+        with pytest.raises(ValueError, match=f"needs an even visual_dim above {state_dim}"):
+            visual_basis(state_dim, state_dim)
+
+
+def test_two_joints_keep_the_half_turn_basis_whose_l1_distance_is_nearly_euclidean() -> None:
+    from planning.training import visual_basis
+
+    angles = np.pi * np.arange(16) / 16
+    np.testing.assert_allclose(visual_basis(16), np.stack([np.cos(angles), np.sin(angles)], axis=1), atol=1e-7)
+    directions = np.random.default_rng(0).standard_normal((1000, 2))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    l1 = np.abs(directions @ visual_basis(16).T).sum(axis=1)
+    assert l1.max() / l1.min() < 1.01
+
+
+def test_episodes_must_all_carry_a_visual_state_or_none(episodes: list[EpisodeArrays]) -> None:
+    e = episodes[0]
+    with_state = EpisodeArrays(e.frames, e.q, e.dq, e.actions, np.zeros((len(e.q), 3), np.float32))
+    with pytest.raises(ValueError, match="some episodes carry a visual state and some do not"):
+        train_world_model([with_state, episodes[1]], SETTINGS)
+    short_state = EpisodeArrays(e.frames, e.q, e.dq, e.actions, np.zeros((len(e.q) - 1, 3), np.float32))
+    with pytest.raises(ValueError, match="episode 0: 47 visual states for 48 ticks"):
+        train_world_model([short_state], SETTINGS)

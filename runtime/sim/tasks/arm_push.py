@@ -99,6 +99,10 @@ class ArmPush(Task):
     def expert(self, rng: np.random.Generator) -> Expert:
         return _ArmPushExpert(self, rng)
 
+    def visual_state(self, qpos: np.ndarray) -> np.ndarray:
+        """The arm's joint positions and the puck's position."""
+        return np.concatenate([qpos[self.joints], qpos[self.puck]])
+
     def distance(self, qpos: np.ndarray, goal: np.ndarray) -> float:
         """Puck to its goal position, m."""
         return float(np.linalg.norm(qpos[self.puck] - goal[self.puck]))

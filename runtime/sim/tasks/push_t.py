@@ -152,6 +152,11 @@ class PushT(Task):
     def expert(self, rng: np.random.Generator) -> Expert:
         return _PushExpert(self, rng)
 
+    def visual_state(self, qpos: np.ndarray) -> np.ndarray:
+        """The pusher's position, the T's, and its angle on the unit circle (an angle has no seam there)."""
+        x, y, angle = qpos[self.t_pose]
+        return np.array([*qpos[self.pusher], x, y, math.cos(angle), math.sin(angle)])
+
     def errors(self, qpos: np.ndarray, goal: np.ndarray) -> tuple[float, float, float]:
         """(pusher, T position) errors as fractions of the table's side, and the T's angle error in rad."""
         pusher = float(np.linalg.norm(qpos[self.pusher] - goal[self.pusher])) / TABLE_SIDE_M

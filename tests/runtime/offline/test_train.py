@@ -60,3 +60,21 @@ def test_a_task_recording_trains_a_model_whose_manifest_takes_the_scenes_interfa
     assert manifest.action_names == ["agent_x.velocity", "agent_y.velocity"] and manifest.action_units == "m/s"
     assert manifest.action_low == [-0.5, -0.5] and manifest.control_period_s == pytest.approx(0.1)
     assert manifest.proprio_names[2:] == ["agent_x.velocity", "agent_y.velocity"]
+
+
+def test_a_push_t_recording_anchors_the_visual_latent_to_the_t_as_well_as_the_pusher(tmp_path: Path) -> None:
+    from runtime.sim.task_data import record_task_episodes
+
+    paths = record_task_episodes("push-t", tmp_path / "episodes", episodes=2, steps=12, seed=3)
+    recorded = read_episode(paths[0])
+    assert recorded.visual_state is not None and recorded.visual_state.shape == (12, 6)
+    np.testing.assert_allclose(recorded.visual_state[:, :2], recorded.q, atol=1e-6)  # the pusher, then the T
+    np.testing.assert_allclose(np.hypot(recorded.visual_state[:, 4], recorded.visual_state[:, 5]), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"visual state has 6 values; visual_dim \(4\) must be at least that"):
+        train_from_recordings(tmp_path / "episodes", tmp_path / "small", SMALL, scene="push-t", task="push-t")
+    wider = SMALL.model_copy(update={"visual_dim": 8})
+    trained = train_from_recordings(tmp_path / "episodes", tmp_path / "model", wider, scene="push-t", task="push-t")
+    target = trained.metrics["visual_target"]
+    assert target["state"] == "visual_state" and len(target["mean"]) == 6 and len(trained.metrics["probe_r2"]) == 6
+    states = np.concatenate([read_episode(path).visual_state for path in paths])  # type: ignore[arg-type]
+    np.testing.assert_allclose(target["mean"], states.mean(axis=0), atol=1e-5)

@@ -129,3 +129,14 @@ def test_two_room_training_data_shows_the_wall_stopping_the_agent_and_goal_exper
         at_wall[kind] = touching
     scene.close()
     assert at_wall["data_expert"] > 10 and at_wall["expert"] < at_wall["data_expert"] / 3
+
+
+def test_push_t_visual_state_has_no_seam_at_the_half_turn_and_arm_push_shows_the_puck() -> None:
+    task, state = placed("push-t", t_x=0.03, t_y=-0.02, t_angle=math.pi - 1e-6, pusher_x=-0.1, pusher_y=0.1)
+    across = moved(task, state, t_angle=-2 * math.pi + 2e-6)
+    np.testing.assert_allclose(task.visual_state(state), task.visual_state(across), atol=1e-5)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(task.visual_state(state)[:4], [-0.1, 0.1, 0.03, -0.02])  # type: ignore[attr-defined]
+    arm, qpos = placed("arm-push", puck_x=0.3, puck_y=0.1, shoulder=1.0, elbow=-0.5)
+    np.testing.assert_allclose(arm.visual_state(qpos), [1.0, -0.5, 0.3, 0.1])  # type: ignore[attr-defined]
+    reach, qpos = placed("reach")
+    assert reach.visual_state(qpos) is None  # type: ignore[attr-defined]
