@@ -18,6 +18,7 @@ from planning.world_model import WorldModel
 from runtime.config import GoalSection
 from runtime.link import protocol
 from runtime.link.newest import receive_newest
+from runtime.link.security import CurveServer, LinkSecurity, SecurityError
 from runtime.recording import RecordingError, iter_images
 
 # Goal messages waiting beyond this are dropped by ZeroMQ: a flood cannot grow the runtime's memory.
@@ -128,15 +129,25 @@ class GoalServer:
     """The runtime's goal socket: a PULL bound at `endpoint` that any client PUSHes goal messages to.
 
     `receive` never blocks or raises: what does not decode as a `goal` message is dropped and counted.
-    Not thread-safe: the control loop owns it.
+    With `security` it is a CURVE server admitting only the allowlisted clients; `refusals` counts the
+    rest (runtime/link/security.py). Not thread-safe: the control loop owns it.
     """
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, security: LinkSecurity | None = None) -> None:
         self._context = zmq.Context()
+        self.refusals: dict[str, int] = {}
+        self._guard: CurveServer | None = None
+        try:
+            self._guard = None if security is None else CurveServer(self._context, security, self.refusals)
+        except SecurityError as exc:
+            self._context.term()
+            raise GoalError(f"link.goal_endpoint: {exc}") from exc
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, _GOAL_QUEUE)
         self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        if self._guard is not None:
+            self._guard.secure(self._socket)
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -150,6 +161,8 @@ class GoalServer:
 
     def receive(self) -> protocol.Goal | None:
         """The newest valid goal message waiting, or None; older ones waiting with it are superseded."""
+        if self._guard is not None:
+            self._guard.drain()
         return receive_newest(self._socket, protocol.Goal, self.reject, "goal")
 
     def reject(self, reason: str) -> None:
@@ -160,14 +173,22 @@ class GoalServer:
     def close(self) -> None:
         """Close without lingering; safe to call twice."""
         if not self._socket.closed:
+            if self._guard is not None:
+                self._guard.close()
             self._socket.close(linger=0)
             self._context.term()
 
 
-def send_goal(endpoint: str, message: protocol.Goal, timeout_s: float = 5.0) -> None:
-    """PUSH one goal message to a runtime's goal socket; GoalError when none takes it within timeout_s."""
+def send_goal(endpoint: str, message: protocol.Goal, timeout_s: float = 5.0,
+              security: LinkSecurity | None = None) -> None:
+    """PUSH one goal message to a runtime's goal socket (with `security`, as a CURVE client of the runtime's
+    key); GoalError when none takes it within timeout_s."""
+    if security is not None:
+        security.require_server_key()
     context = zmq.Context()
     socket = context.socket(zmq.PUSH)
+    if security is not None:
+        security.secure_client(socket)
     # Queue only on a completed connection, so a missing runtime shows up as a send timeout.
     socket.setsockopt(zmq.IMMEDIATE, 1)
     socket.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
@@ -176,8 +197,9 @@ def send_goal(endpoint: str, message: protocol.Goal, timeout_s: float = 5.0) -> 
         socket.connect(endpoint)
         socket.send(protocol.encode(message))
     except zmq.Again as exc:
+        refused = " and admitting this client's key" if security is not None else ""
         raise GoalError(f"{endpoint}: no runtime took the goal within {timeout_s:g} s (is one running with "
-                        f"link.goal_endpoint={endpoint}?)") from exc
+                        f"link.goal_endpoint={endpoint}{refused}?)") from exc
     except zmq.ZMQError as exc:
         raise GoalError(f"{endpoint}: {exc}") from exc
     finally:

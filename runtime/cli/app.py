@@ -10,6 +10,7 @@ from runtime.cli.config import config_schema, config_validate
 from runtime.cli.controller import controller_sim
 from runtime.cli.engine import build_engine, convert_fp16
 from runtime.cli.goal import goal_capture, goal_from_recording, goal_send
+from runtime.cli.keys import keys_generate
 from runtime.cli.model import goals, record, train
 from runtime.cli.quantize import quantize
 from runtime.cli.run import demo, run
@@ -48,6 +49,10 @@ bench_app = typer.Typer(help="Benchmarks: every variant side by side in one run.
 bench_app.command("model")(bench_model)
 bench_app.command("planner")(bench_planner)
 app.add_typer(bench_app, name="bench")
+
+keys_app = typer.Typer(help="CURVE key pairs for the link's security (docs/security.md).", no_args_is_help=True)
+keys_app.command("generate")(keys_generate)
+app.add_typer(keys_app, name="keys")
 
 config_app = typer.Typer(help="Validate configs and export their JSON Schema.", no_args_is_help=True)
 config_app.command("validate")(config_validate)

@@ -4,7 +4,9 @@ The controller binds: a SUB for commands (the runtime's PUB connects), a PUB for
 PUB for camera frames. `poll` drains every waiting message and returns only the newest valid command or
 stop, so a controller that falls behind acts on the latest plan, never on a backlog. Every message is
 validated before it can act; what fails is dropped and counted by reason. Nothing received can raise.
-Not thread-safe: one thread (the control loop) owns a link.
+With `security` (runtime/link/security.py) every socket is a CURVE server that admits only the allowlisted
+client keys; refused peers are counted in `counters` (refused_plaintext, refused_unknown_key,
+refused_handshake) and logged. Not thread-safe: one thread (the control loop) owns a link.
 
     link = ControllerLink(action_dim=2)
     watchdog = Watchdog(300)
@@ -23,6 +25,7 @@ import numpy as np
 import zmq
 
 from runtime.link import protocol
+from runtime.link.security import CurveServer, LinkSecurity
 
 # Bounded backlog: a flood is dropped by ZeroMQ rather than queued without limit.
 _COMMAND_QUEUE = 1000
@@ -39,6 +42,7 @@ class ControllerLink:
         state_endpoint: str = protocol.DEFAULT_STATE_ENDPOINT,
         frame_endpoint: str | None = None,
         context: zmq.Context | None = None,
+        security: LinkSecurity | None = None,
     ) -> None:
         if action_dim < 1:
             raise ValueError(f"action_dim must be at least 1, got {action_dim}")
@@ -47,20 +51,6 @@ class ControllerLink:
         self._context: zmq.Context = zmq.Context() if context is None else context
         self._sockets: list[zmq.Socket] = []
         self._closed = False
-        try:
-            self._commands = self._bind(zmq.SUB, command_endpoint)
-            self._states = self._bind(zmq.PUB, state_endpoint)
-            self._frames = self._bind(zmq.PUB, frame_endpoint) if frame_endpoint is not None else None
-        except zmq.ZMQError:
-            self.close()
-            raise
-        # The endpoints actually bound (a "*" port resolved to the one the OS picked).
-        self.command_endpoint = self._endpoint(self._commands)
-        self.state_endpoint = self._endpoint(self._states)
-        self.frame_endpoint = self._endpoint(self._frames) if self._frames is not None else None
-        self._state_seq = 0
-        self._frame_seq = 0
-        self.last_error: str | None = None  # why the last dropped message was dropped
         self.counters: dict[str, int] = {
             "commands": 0,
             "stops": 0,
@@ -71,11 +61,30 @@ class ControllerLink:
             "states_sent": 0,
             "frames_sent": 0,
         }
+        self._guard: CurveServer | None = None
+        try:
+            if security is not None:
+                self._guard = CurveServer(self._context, security, self.counters)
+            self._commands = self._bind(zmq.SUB, command_endpoint)
+            self._states = self._bind(zmq.PUB, state_endpoint)
+            self._frames = self._bind(zmq.PUB, frame_endpoint) if frame_endpoint is not None else None
+        except (zmq.ZMQError, ValueError):  # ValueError: a SecurityError
+            self.close()
+            raise
+        # The endpoints actually bound (a "*" port resolved to the one the OS picked).
+        self.command_endpoint = self._endpoint(self._commands)
+        self.state_endpoint = self._endpoint(self._states)
+        self.frame_endpoint = self._endpoint(self._frames) if self._frames is not None else None
+        self._state_seq = 0
+        self._frame_seq = 0
+        self.last_error: str | None = None  # why the last dropped message was dropped
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
         socket = self._context.socket(kind)
         self._sockets.append(socket)
         socket.setsockopt(zmq.LINGER, 0)
+        if self._guard is not None:
+            self._guard.secure(socket)
         if kind == zmq.SUB:
             socket.setsockopt(zmq.RCVHWM, _COMMAND_QUEUE)
             socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
@@ -93,6 +102,8 @@ class ControllerLink:
 
     def poll(self, timeout_ms: float) -> protocol.Command | protocol.Stop | None:
         """Wait up to timeout_ms for input, drain it all, return the newest valid command or stop."""
+        if self._guard is not None:
+            self._guard.drain()
         if self._commands.poll(max(0, int(timeout_ms)), zmq.POLLIN) == 0:
             return None
         newest: protocol.Command | protocol.Stop | None = None
@@ -172,6 +183,8 @@ class ControllerLink:
         if self._closed:
             return
         self._closed = True
+        if self._guard is not None:
+            self._guard.close()
         for socket in self._sockets:
             socket.close(linger=0)
         if self._owns_context:

@@ -3,6 +3,7 @@
 The runtime connects; the controller binds. Commands and stops go out on a PUB; the controller's state
 arrives on a SUB with CONFLATE=1, so only the newest state ever waits. Nothing received can raise: a
 message that does not decode, has the wrong version or an unexpected type is dropped and counted.
+With `security` (runtime/link/security.py) both sockets are CURVE clients of the controller's public key.
 Not thread-safe: one thread (the control loop) owns a link.
 """
 
@@ -14,26 +15,34 @@ import numpy as np
 import zmq
 
 from runtime.link import protocol
+from runtime.link.security import LinkSecurity
 
 
 class RuntimeLink:
     """PUB to the controller's command endpoint, conflating SUB to its state endpoint."""
 
     def __init__(
-        self, command_endpoint: str, state_endpoint: str, *, context: zmq.Context | None = None
+        self, command_endpoint: str, state_endpoint: str, *, context: zmq.Context | None = None,
+        security: LinkSecurity | None = None,
     ) -> None:
+        if security is not None:
+            security.require_server_key()
         self.command_endpoint = command_endpoint
         self.state_endpoint = state_endpoint
         self._owns_context = context is None
         self._context: zmq.Context = zmq.Context() if context is None else context
         self._commands = self._context.socket(zmq.PUB)
         self._commands.setsockopt(zmq.LINGER, 0)
+        if security is not None:
+            security.secure_client(self._commands)
         self._commands.connect(command_endpoint)
         self._states = self._context.socket(zmq.SUB)
         self._states.setsockopt(zmq.LINGER, 0)
         self._states.setsockopt(zmq.CONFLATE, 1)  # latest state only; must be set before connect
         self._states.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
         self._states.setsockopt(zmq.SUBSCRIBE, b"")
+        if security is not None:
+            security.secure_client(self._states)
         self._states.connect(state_endpoint)
         self._seq = 0
         self._newest: protocol.State | None = None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.sources.base import FrameSource, Pace, SourceError, SourceFrame
+
+if TYPE_CHECKING:
+    from runtime.link.security import LinkSecurity
 
 __all__ = ["SCHEMES", "FrameSource", "SourceError", "SourceFrame", "open_source"]
 
@@ -14,9 +18,11 @@ DEFAULT_FPS = 30.0
 
 
 def open_source(
-    uri: str, *, pace: Pace = "realtime", loop: bool = True, fps: float = DEFAULT_FPS
+    uri: str, *, pace: Pace = "realtime", loop: bool = True, fps: float = DEFAULT_FPS,
+    security: LinkSecurity | None = None,
 ) -> FrameSource:
-    """Open a frame source by URI. `pace`, `loop` and `fps` apply to recordings (file, images, mcap)."""
+    """Open a frame source by URI. `pace`, `loop` and `fps` apply to recordings (file, images, mcap), `security`
+    (CURVE keys) to a controller's frame stream (zmq://)."""
     scheme, sep, rest = uri.partition(":")
     if not sep or scheme not in SCHEMES:
         raise SourceError(f"{uri}: unknown source scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
@@ -50,4 +56,4 @@ def open_source(
     host, _, port = rest.removeprefix("//").rpartition(":")
     if not rest.startswith("//") or not host or not port.isdigit():
         raise SourceError(f"{uri}: expected zmq://HOST:PORT")
-    return ZmqFrameSource(uri, "tcp:" + rest)
+    return ZmqFrameSource(uri, "tcp:" + rest, security=security)

@@ -8,6 +8,7 @@ import zmq
 
 from runtime.link import protocol
 from runtime.link.newest import receive_newest
+from runtime.link.security import LinkSecurity
 from runtime.sources.base import FrameSource, SourceFrame
 
 
@@ -15,11 +16,15 @@ class ZmqFrameSource(FrameSource):
     """A conflating SUB to a controller's frame endpoint; seq gaps count as dropped frames.
 
     Messages that do not decode as a Frame are counted in `bad_messages` (reason in `last_error`),
-    never raised. seq and stamp are the controller's: seq restarts if the controller restarts.
+    never raised. seq and stamp are the controller's: seq restarts if the controller restarts. With
+    `security` the socket is a CURVE client of the controller's public key (runtime/link/security.py).
     """
 
-    def __init__(self, uri: str, endpoint: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, uri: str, endpoint: str, *, context: zmq.Context | None = None,
+                 security: LinkSecurity | None = None) -> None:
         super().__init__(uri)
+        if security is not None:
+            security.require_server_key()
         self.endpoint = endpoint
         self._owns_context = context is None
         self._context: zmq.Context = zmq.Context() if context is None else context
@@ -28,6 +33,8 @@ class ZmqFrameSource(FrameSource):
         self._socket.setsockopt(zmq.CONFLATE, 1)  # only the newest frame waits; must precede connect
         self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        if security is not None:
+            security.secure_client(self._socket)
         self._socket.connect(endpoint)
         self.bad_messages = 0
         self.last_error: str | None = None
