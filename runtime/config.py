@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planning.settings import PlannerSettings
 from runtime.link import protocol
+from runtime.link.security import LinkSecurity, SecurityError, read_allowlist, read_public_key, read_secret_key
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -54,6 +58,25 @@ class SourceSection(_Section):
     )
 
 
+class SecuritySection(_Section):
+    """CURVE on every socket of the link (docs/security.md); key files as `edgeloop keys generate` writes them."""
+
+    enabled: bool = Field(False, description="Encrypt and authenticate every socket of the link with CURVE.")
+    secret_key: Path | None = Field(
+        None, description="This runtime's key pair: the NAME.key_secret file (mode 0600).")
+    controller_key: Path | None = Field(
+        None, description="The controller's public key file (NAME.key): its command, state and frame sockets.")
+    goal_clients: list[Path] = Field(
+        default_factory=list,
+        description="The goal socket's allowlist: a folder of client public keys (*.key), or a list of key files "
+                    "and folders.")
+
+    @field_validator("goal_clients", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
+
+
 class LinkSection(_Section):
     command_endpoint: str = Field(
         protocol.DEFAULT_COMMAND_ENDPOINT, description="Controller's command socket (runtime connects a PUB)."
@@ -69,6 +92,44 @@ class LinkSection(_Section):
         protocol.DEFAULT_GOAL_ENDPOINT,
         description="Where the runtime binds a PULL for goal messages at run time (null: no goal socket).",
     )
+    security: SecuritySection = Field(default_factory=SecuritySection)
+
+    @model_validator(mode="after")
+    def _keys_named(self) -> LinkSection:
+        security = self.security
+        if security.enabled:
+            needed = {"secret_key": security.secret_key is not None,
+                      "controller_key": security.controller_key is not None,
+                      "goal_clients (the goal socket's allowlist; or set link.goal_endpoint: null)":
+                          self.goal_endpoint is None or bool(security.goal_clients)}
+            missing = [f"link.security.{key}" for key, named in needed.items() if not named]
+            if missing:
+                raise ValueError(f"link.security.enabled is true but not set: {', '.join(missing)} "
+                                 f"(docs/security.md)")
+        return self
+
+    def load_security(self) -> LinkSecurity | None:
+        """The link's CURVE keys, read and checked (None when security is off). SecurityError names every key
+        file that is missing, unreadable, malformed or readable by others, with its config key."""
+        security = self.security
+        if not security.enabled:
+            return None
+        assert security.secret_key is not None and security.controller_key is not None  # _keys_named
+        problems: list[str] = []
+
+        def read(reader: Callable[[Any, str], T], source: Any, key: str) -> T | None:
+            try:
+                return reader(source, f"link.security.{key}")
+            except SecurityError as exc:
+                problems.append(str(exc))
+                return None
+
+        keys = read(read_secret_key, security.secret_key, "secret_key")
+        server_key = read(read_public_key, security.controller_key, "controller_key")
+        allowed = read(read_allowlist, security.goal_clients, "goal_clients") if self.goal_endpoint else {}
+        if problems or keys is None:
+            raise SecurityError("\n".join(problems))
+        return LinkSecurity(*keys, server_key=server_key, allowed_clients=allowed or {})
 
 
 class LoopSection(_Section):

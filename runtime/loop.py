@@ -60,6 +60,7 @@ class ControlLoop:
     def __init__(self, config: RunConfig, *, source: FrameSource | None = None, link: RuntimeLink | None = None,
                  config_file: Path | None = None, overrides: Sequence[str] = ()) -> None:
         self.config = config
+        security = config.link.load_security()  # first: a missing or bad key refuses the run before anything loads
         manifest = load_manifest(config.model.manifest)
         self.model_sha256 = manifest_sha256(config.model.manifest)
         self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
@@ -79,11 +80,12 @@ class ControlLoop:
         self.stop_requested = threading.Event()
         self.watcher = ConfigWatcher(config_file, overrides) if config_file is not None else None
         endpoint = config.link.goal_endpoint
-        self.goal_server = GoalServer(endpoint) if endpoint is not None else None
+        self.goal_server = GoalServer(endpoint, security) if endpoint is not None else None
         try:
             self.source = source or open_source(config.source.uri, pace=config.source.pace,
-                                                loop=config.source.loop)
-            self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint)
+                                                loop=config.source.loop, security=security)
+            self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint,
+                                            security=security)
             self.run_dir = new_run_dir(config.runs_dir)
             self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
         except BaseException:
@@ -139,6 +141,7 @@ class ControlLoop:
                 self._say(f"goal switched: {goal.description}")
                 self._record_goal(goal)
         self.telemetry.counters["bad_goals"] = self.goal_server.bad_messages
+        self.telemetry.counters.update(self.goal_server.refusals)
 
     # -- hot reload ---------------------------------------------------------------------------------------
     def _take_config_edit(self) -> None:

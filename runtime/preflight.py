@@ -1,8 +1,8 @@
 """What `edgeloop config validate` checks beyond the schema, without starting an engine or a socket.
 
 The files a config names (model manifest and the files it lists, goal image or recording frame, camera
-calibration) and the values that must fit the model (goal joint state, pinned actions). Every problem is
-named by its config key; all are reported, not only the first.
+calibration, the link's CURVE key files) and the values that must fit the model (goal joint state, pinned
+actions). Every problem is named by its config key; all are reported, not only the first.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from planning.planner import check_pins
 from planning.world_model import goal_state_problem
 from runtime.config import RunConfig
 from runtime.goals import GoalError, read_goal_image, recording_frame
+from runtime.link.security import SecurityError
 
 
 def preflight(config: RunConfig) -> list[str]:
     """Every problem `edgeloop run` would meet at start-up with this config's files and model; [] if none."""
     problems: list[str] = []
+    try:
+        config.link.load_security()
+    except SecurityError as exc:
+        problems.extend(str(exc).splitlines())
     goal = config.goal
     try:
         if goal.image is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from runtime.cli.common import fail
+from runtime.cli.common import SecretKeyOption, client_security, fail
 from runtime.link import protocol
 
 OutOption = Annotated[Path, typer.Option("--out", help="Goal image file to write (.png or .jpg).")]
@@ -43,12 +43,16 @@ def goal_capture(
     out: OutOption,
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Give up when no frame arrives within this long.")]
     = 10.0,
+    secret_key: SecretKeyOption = None,
+    controller_key: Annotated[Path | None, typer.Option(help="CURVE: a zmq:// controller's public key file.")]
+    = None,
 ) -> None:
     """Save the current view of a frame source as a goal image."""
     from runtime.sources import SourceError, open_source
 
+    security = client_security(secret_key, controller_key, "--controller-key")
     try:
-        with open_source(source) as frames:
+        with open_source(source, security=security) as frames:
             frame = frames.read_latest(timeout_s)
     except SourceError as exc:
         raise fail(str(exc)) from exc
@@ -81,6 +85,8 @@ def goal_send(
     capture: Annotated[bool, typer.Option("--capture", help="Goal view: the runtime's current view.")] = False,
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Give up when no runtime takes it within this long.")]
     = 5.0,
+    secret_key: SecretKeyOption = None,
+    runtime_key: Annotated[Path | None, typer.Option(help="CURVE: the runtime's public key file.")] = None,
 ) -> None:
     """Send a goal message to a running runtime: a view (--image or --capture) and/or a joint state (--state)."""
     from runtime.goals import GoalError, read_goal_image, send_goal
@@ -89,11 +95,12 @@ def goal_send(
         raise typer.BadParameter("give --image or --capture, not both", param_hint="--image")
     if image is None and state is None and not capture:
         raise typer.BadParameter("give --image, --capture or --state (a state may join a view)")
+    security = client_security(secret_key, runtime_key, "--runtime-key")
     try:
         view = read_goal_image(image, key="--image") if image is not None else None
         message = protocol.Goal(seq=0, stamp_send=protocol.now_ns(), image=view,
                                 state=_parse_state(state) if state is not None else None, capture=capture)
-        send_goal(endpoint, message, timeout_s)
+        send_goal(endpoint, message, timeout_s, security)
     except (GoalError, protocol.ProtocolError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"sent goal to {endpoint}")

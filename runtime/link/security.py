@@ -82,7 +82,8 @@ def _z85_key(value: bytes, label: str, path: Path, what: str) -> bytes:
 def _certificate(path: Path, label: str) -> tuple[bytes, bytes | None]:
     if not path.is_file():
         kind = "is a folder, not a key file" if path.is_dir() else "key file not found"
-        raise SecurityError(f"{label}: {path}: {kind} (make one with `edgeloop keys generate NAME`)")
+        raise SecurityError(f"{label}: {path}: {kind} (`edgeloop keys generate NAME` makes a pair; a peer's "
+                            f"public key is copied from the peer)")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except OSError as exc:

@@ -135,3 +135,50 @@ def test_every_config_key_is_documented() -> None:
     documented = (ROOT / "docs" / "config.md").read_text()
     missing = [path for path in _key_paths(schema, schema) if f"`{path}`" not in documented]
     assert not missing, f"docs/config.md lacks: {missing}"
+
+
+def _secured(keys: Path, **files: str) -> list[str]:
+    """--set overrides that turn link security on with the key files in `keys` (name -> file name)."""
+    named = {"secret_key": "runtime.key_secret", "controller_key": "controller.key",
+             "goal_clients": "[" + str(keys / "operator.key") + "]"} | files
+    return ["--set", "link.security.enabled=true",
+            *[item for key, value in named.items()
+              for item in ("--set", f"link.security.{key}={value if key == 'goal_clients' else keys / value}")]]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    from runtime.link.security import generate_keys
+
+    for name in ("runtime", "controller", "operator"):
+        generate_keys(name, tmp_path / "keys")
+    return tmp_path / "keys"
+
+
+def test_security_without_its_keys_is_refused_naming_each_missing_key() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, ["link.security.enabled=true"])
+    for key in ("link.security.secret_key", "link.security.controller_key", "link.security.goal_clients"):
+        assert key in str(refused.value)
+    assert load_config(None, ["link.security.enabled=false"]).link.load_security() is None
+
+
+def test_cli_validate_names_every_key_file_that_cannot_be_used(keys: Path) -> None:
+    demo = str(ROOT / "configs" / "demo.yaml")
+    ok = CliRunner().invoke(app, ["config", "validate", demo, *_secured(keys)])
+    assert ok.exit_code == 0, ok.output
+    (keys / "controller.key").unlink()
+    (keys / "runtime.key_secret").chmod(0o640)
+    refused = CliRunner().invoke(app, ["config", "validate", demo, *_secured(keys, goal_clients=str(keys))])
+    assert refused.exit_code == 2
+    said = refused.output.replace("\n", " ")
+    assert f"link.security.controller_key: {keys / 'controller.key'}: key file not found" in said, said
+    assert f"link.security.secret_key: {keys / 'runtime.key_secret'}: a secret key others may read" in said, said
+    assert "goal_clients" not in said  # a folder of public keys is an allowlist
+
+
+def test_run_refuses_to_start_without_its_key_naming_the_file_and_key(keys: Path) -> None:
+    (keys / "runtime.key_secret").unlink()
+    refused = CliRunner().invoke(app, ["run", "--config", str(ROOT / "configs" / "demo.yaml"), *_secured(keys)])
+    assert refused.exit_code == 2, refused.output
+    assert f"link.security.secret_key: {keys / 'runtime.key_secret'}: key file not found" in refused.output
