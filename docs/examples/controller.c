@@ -12,6 +12,11 @@
  *     (defaults tcp://127.0.0.1:5555 tcp://127.0.0.1:5556 300; port * binds an ephemeral port)
  * It prints one JSON line with the bound endpoints when ready and one with its counters at exit
  * (SIGINT or SIGTERM, exit status 0).
+ *
+ * CURVE security (docs/security.md): with EDGELOOP_CURVE_SECRET_KEY set to this controller's secret key
+ * and EDGELOOP_CURVE_CLIENTS to the public keys it admits (Z85 text, 40 characters each, the clients'
+ * comma-separated), both sockets are CURVE servers and a ZAP handler on the same context admits only
+ * those clients; refused keys are counted (refused_unknown_key) and logged once each.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -192,12 +197,113 @@ static void publish_state(void *socket, int64_t seq, const double *q, const doub
     msgpack_sbuffer_destroy(&buffer);
 }
 
+/* ---- CURVE security: keys from the environment, a ZAP handler with an allowlist ----------------- */
+
+#define KEY_BYTES 32
+#define Z85_KEY_CHARS 40
+#define MAX_CLIENTS 64
+#define ZAP_DOMAIN "edgeloop"
+
+struct security {
+    bool enabled;
+    char secret_key[Z85_KEY_CHARS + 1];
+    uint8_t clients[MAX_CLIENTS][KEY_BYTES];
+    int client_count;
+    uint8_t logged[MAX_CLIENTS][KEY_BYTES]; /* refused keys already logged */
+    int logged_count;
+    long refused;
+};
+
+/* Fails (exit 1) on a malformed key: a controller asked to be secure never runs open. */
+static void read_security(struct security *security) {
+    const char *secret = getenv("EDGELOOP_CURVE_SECRET_KEY"), *clients = getenv("EDGELOOP_CURVE_CLIENTS");
+    uint8_t decoded[KEY_BYTES];
+    memset(security, 0, sizeof *security);
+    if (secret == NULL) return;
+    if (strlen(secret) != Z85_KEY_CHARS || zmq_z85_decode(decoded, secret) == NULL) {
+        fprintf(stderr, "EDGELOOP_CURVE_SECRET_KEY: not a 40-character Z85 CURVE key\n");
+        exit(1);
+    }
+    memcpy(security->secret_key, secret, Z85_KEY_CHARS + 1);
+    for (const char *key = clients; key != NULL && *key != '\0';) {
+        const char *end = strchr(key, ',');
+        size_t length = end != NULL ? (size_t)(end - key) : strlen(key);
+        char text[Z85_KEY_CHARS + 1] = "";
+        if (length != Z85_KEY_CHARS || security->client_count == MAX_CLIENTS) {
+            fprintf(stderr, "EDGELOOP_CURVE_CLIENTS: expected up to %d comma-separated 40-character Z85 keys\n",
+                    MAX_CLIENTS);
+            exit(1);
+        }
+        memcpy(text, key, Z85_KEY_CHARS);
+        if (zmq_z85_decode(security->clients[security->client_count++], text) == NULL) {
+            fprintf(stderr, "EDGELOOP_CURVE_CLIENTS: %s is not a Z85 CURVE key\n", text);
+            exit(1);
+        }
+        key = end != NULL ? end + 1 : NULL;
+    }
+    if (security->client_count == 0) {
+        fprintf(stderr, "EDGELOOP_CURVE_SECRET_KEY is set but EDGELOOP_CURVE_CLIENTS lists no client key\n");
+        exit(1);
+    }
+    security->enabled = true;
+}
+
+static bool key_in(const uint8_t (*keys)[KEY_BYTES], int count, const uint8_t *key) {
+    for (int i = 0; i < count; i++)
+        if (memcmp(keys[i], key, KEY_BYTES) == 0) return true;
+    return false;
+}
+
+static void send_frame(void *socket, const void *data, size_t size, bool more) {
+    zmq_send(socket, data, size, more ? ZMQ_SNDMORE : 0);
+}
+
+/* One ZAP request (RFC 27): version, request id, domain, address, routing id, mechanism, credentials. */
+static void answer_zap(void *zap, struct security *security) {
+    char frames[7][256];
+    int sizes[7], count = 0, more = 1;
+    size_t more_size = sizeof more;
+    while (more) {
+        int size = zmq_recv(zap, count < 7 ? frames[count] : frames[6], sizeof frames[0], 0);
+        if (size < 0) return;
+        if (count < 7) sizes[count++] = size < (int)sizeof frames[0] ? size : (int)sizeof frames[0];
+        zmq_getsockopt(zap, ZMQ_RCVMORE, &more, &more_size);
+    }
+    bool curve = count == 7 && sizes[5] == 5 && memcmp(frames[5], "CURVE", 5) == 0 && sizes[6] == KEY_BYTES;
+    const uint8_t *key = (const uint8_t *)frames[6];
+    bool allowed = curve && key_in((const uint8_t (*)[KEY_BYTES])security->clients, security->client_count, key);
+    if (!allowed) {
+        security->refused++;
+        if (curve && !key_in((const uint8_t (*)[KEY_BYTES])security->logged, security->logged_count, key) &&
+            security->logged_count < MAX_CLIENTS) {
+            char text[Z85_KEY_CHARS + 1];
+            memcpy(security->logged[security->logged_count++], key, KEY_BYTES);
+            zmq_z85_encode(text, key, KEY_BYTES);
+            fprintf(stderr, "refused a CURVE client from %.*s: key %s is not allowed (logged once per key)\n",
+                    sizes[3], frames[3], text);
+        }
+    }
+    send_frame(zap, "1.0", 3, true);
+    send_frame(zap, frames[1], count > 1 ? (size_t)sizes[1] : 0, true);
+    send_frame(zap, allowed ? "200" : "400", 3, true);
+    send_frame(zap, allowed ? "OK" : "key not allowed", allowed ? 2 : 15, true);
+    send_frame(zap, "", 0, true);  /* user id */
+    send_frame(zap, "", 0, false); /* metadata */
+}
+
 /* ---- sockets --------------------------------------------------------------------------------- */
 
-static void *bind_socket(void *context, int type, const char *endpoint, char *bound, size_t bound_size) {
+static void *bind_socket(void *context, int type, const char *endpoint, const struct security *security,
+                         char *bound, size_t bound_size) {
     void *socket = zmq_socket(context, type);
     int linger = 0;
     zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger);
+    if (security->enabled) {
+        int server = 1;
+        zmq_setsockopt(socket, ZMQ_CURVE_SERVER, &server, sizeof server);
+        zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, security->secret_key, Z85_KEY_CHARS);
+        zmq_setsockopt(socket, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
+    }
     if (type == ZMQ_SUB) {
         int64_t max_size = MAX_MESSAGE_BYTES;
         int queue = 1000;
@@ -225,9 +331,20 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
 
+    struct security security;
+    read_security(&security);
     void *context = zmq_ctx_new();
-    void *commands = bind_socket(context, ZMQ_SUB, command_endpoint, command_bound, sizeof command_bound);
-    void *states = bind_socket(context, ZMQ_PUB, state_endpoint, state_bound, sizeof state_bound);
+    void *zap = NULL; /* the ZAP handler must be bound on the sockets' context before they accept anyone */
+    if (security.enabled) {
+        zap = zmq_socket(context, ZMQ_REP);
+        if (!zmq_has("curve") || zmq_bind(zap, "inproc://zeromq.zap.01") != 0) {
+            fprintf(stderr, "cannot set up CURVE security: libzmq %s\n",
+                    zmq_has("curve") ? zmq_strerror(zmq_errno()) : "was built without CURVE");
+            return 1;
+        }
+    }
+    void *commands = bind_socket(context, ZMQ_SUB, command_endpoint, &security, command_bound, sizeof command_bound);
+    void *states = bind_socket(context, ZMQ_PUB, state_endpoint, &security, state_bound, sizeof state_bound);
     printf("{\"event\": \"ready\", \"command\": \"%s\", \"state\": \"%s\"}\n", command_bound, state_bound);
     fflush(stdout);
 
@@ -239,9 +356,10 @@ int main(int argc, char **argv) {
     if (payload == NULL) return 1;
 
     while (running) {
-        zmq_pollitem_t item = {commands, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t items[2] = {{commands, 0, ZMQ_POLLIN, 0}, {zap, 0, ZMQ_POLLIN, 0}};
         long wait_ms = (long)((next_state - monotonic_s()) * 1000.0);
-        zmq_poll(&item, 1, wait_ms > 0 ? wait_ms : 0);
+        zmq_poll(items, zap != NULL ? 2 : 1, wait_ms > 0 ? wait_ms : 0);
+        if (zap != NULL && (items[1].revents & ZMQ_POLLIN)) answer_zap(zap, &security);
 
         /* Latest only: drain everything waiting, act on the newest valid command or stop. */
         enum verdict newest = BAD_MESSAGE;
@@ -283,11 +401,13 @@ int main(int argc, char **argv) {
 
     printf("{\"event\": \"exit\", \"counters\": {");
     for (int i = 0; i < VERDICTS; i++) printf("\"%s\": %ld, ", VERDICT_NAMES[i], counts[i]);
+    printf("\"refused_unknown_key\": %ld, ", security.refused);
     printf("\"watchdog_stops\": %ld, \"states_sent\": %lld}}\n", watchdog_stops, (long long)state_seq);
     fflush(stdout);
     free(payload);
     zmq_close(commands);
     zmq_close(states);
+    if (zap != NULL) zmq_close(zap);
     zmq_ctx_term(context);
     return 0;
 }

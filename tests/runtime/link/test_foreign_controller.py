@@ -6,10 +6,12 @@ It is compiled with gcc against the system libzmq and msgpack-c (`make sysdeps` 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from waiting import drive_until
+from waiting import drive_until, wait_state
 
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
+from runtime.link.security import LinkSecurity
 
 SOURCE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "controller.c"
 ANY_PORT = "tcp://127.0.0.1:*"
@@ -59,13 +62,14 @@ def controller_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
-@pytest.fixture
-def running(controller_binary: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+@contextmanager
+def _started(binary: Path, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     process = subprocess.Popen(
-        [str(controller_binary), ANY_PORT, ANY_PORT, str(WATCHDOG_MS)],
+        [str(binary), ANY_PORT, ANY_PORT, str(WATCHDOG_MS)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=None if env is None else os.environ | env,
     )
     try:
         assert process.stdout is not None
@@ -78,14 +82,21 @@ def running(controller_binary: Path) -> Iterator[tuple[subprocess.Popen[str], di
         process.wait()
 
 
-def _stop(process: subprocess.Popen[str]) -> dict[str, Any]:
+@pytest.fixture
+def running(controller_binary: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    with _started(controller_binary) as started:
+        yield started
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
+    """SIGTERM; the counters of its exit line and what it said on stderr."""
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     exit_line = json.loads(out.strip().splitlines()[-1])
     assert exit_line["event"] == "exit"
     counters: dict[str, Any] = exit_line["counters"]
-    return counters
+    return counters, err
 
 
 def test_c_controller_follows_commands_stops_and_watchdog(
@@ -111,7 +122,7 @@ def test_c_controller_follows_commands_stops_and_watchdog(
         assert silent.last_command_seq > moving.last_command_seq
         assert runtime.counters["bad_messages"] == 0  # everything the C side published decoded
 
-    counters = _stop(process)
+    counters, _ = _stop(process)
     assert counters["stops"] == 1 and counters["watchdog_stops"] == 1
     assert counters["commands"] >= 2 and counters["bad_messages"] == 0
     assert counters["states_sent"] > 0
@@ -164,8 +175,32 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
         marked = drive_until(runtime, lambda s: s.last_command_seq == 99)
         assert not marked.stopped
 
-    counters = _stop(process)
+    counters, _ = _stop(process)
     assert counters["bad_messages"] == len(bad)
     assert counters["wrong_dim"] == len(wrong_dim)
     assert counters["expired"] == len(expired)
     assert 2 <= counters["commands"] <= seq + 1  # those sent before the connection existed are lost
+
+
+def test_c_controller_with_curve_admits_only_its_allowlisted_runtime(controller_binary: Path) -> None:
+    """Keys as Z85 text in the environment: the allowlisted runtime drives it; a stranger and a plaintext peer
+    get nothing, and the stranger's key is counted."""
+    controller_public, controller_secret = zmq.curve_keypair()
+    runtime_public, runtime_secret = zmq.curve_keypair()
+    stranger_public, stranger_secret = zmq.curve_keypair()
+    env = {"EDGELOOP_CURVE_SECRET_KEY": controller_secret.decode(), "EDGELOOP_CURVE_CLIENTS":
+           f"{zmq.curve_keypair()[0].decode()},{runtime_public.decode()}"}  # the second key on the list admits
+    with _started(controller_binary, env) as (process, endpoints):
+        secured = LinkSecurity(runtime_public, runtime_secret, server_key=controller_public)
+        with RuntimeLink(endpoints["command"], endpoints["state"], security=secured) as runtime:
+            moving = drive_until(runtime, lambda s: s.q[0] > 0.1, action=[1.0, 0.0])
+            assert not moving.stopped
+        stranger = LinkSecurity(stranger_public, stranger_secret, server_key=controller_public)
+        for security in (stranger, None):
+            with RuntimeLink(endpoints["command"], endpoints["state"], security=security) as outsider:
+                for _ in range(50):  # a second of commands and listening: nothing gets through either way
+                    outsider.send_command(np.array([-1.0, 0.0]), protocol.now_ns(), ttl_ms=500.0)
+                    assert wait_state(outsider, 0.02) is None
+        counters, said = _stop(process)
+    assert counters["refused_unknown_key"] >= 1 and counters["commands"] >= 1 and counters["bad_messages"] == 0
+    assert said.count(stranger_public.decode()) == 1, said  # logged once, however often it was refused
