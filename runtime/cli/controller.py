@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 import zmq
 
 from runtime.cli.common import fail
 from runtime.link import protocol
+from runtime.link.security import LinkSecurity, SecurityError, read_allowlist, read_secret_key
 from runtime.sim.controller import SimControllerSettings, run_sim_controller
 from runtime.sim.scene_file import SceneError, load_scene
 
@@ -23,6 +26,18 @@ def _parse_q(text: str | None) -> tuple[float, ...] | None:
     except ValueError as exc:
         raise typer.BadParameter(f"expected comma-separated joint positions, not {text!r}",
                                  param_hint="--initial-q") from exc
+
+
+def _security(secret_key: Path | None, allowed_clients: list[Path]) -> LinkSecurity | None:
+    if secret_key is None and not allowed_clients:
+        return None
+    if secret_key is None or not allowed_clients:
+        raise typer.BadParameter("CURVE needs both --secret-key and --allowed-clients", param_hint="--secret-key")
+    try:
+        return LinkSecurity(*read_secret_key(secret_key, "--secret-key"),
+                            allowed_clients=read_allowlist(allowed_clients, "--allowed-clients"))
+    except SecurityError as exc:
+        raise fail(str(exc)) from exc
 
 
 def _print_json(payload: dict[str, object]) -> None:
@@ -41,11 +56,17 @@ def controller_sim(
                                                                       "(default: the scene camera's size)."),
     initial_q: str | None = typer.Option(None, help="Initial positions of the scene's proprio joints, "
                                                     "comma-separated (planar-arm: 'shoulder,elbow' in rad)."),
+    secret_key: Annotated[Path | None, typer.Option(help="CURVE on every socket (docs/security.md): this "
+                                                        "controller's NAME.key_secret file.")] = None,
+    allowed_clients: Annotated[list[Path] | None, typer.Option(help="CURVE: a client public key file, or a folder "
+                                                                    "of them (*.key), to admit (repeatable).")]
+    = None,
 ) -> None:
     """Run a simulated robot as a controller: binds the protocol's sockets and serves until SIGINT/SIGTERM.
 
     Prints one JSON line {"event": "ready", "command", "state", "frame"} with the bound endpoints
-    (use port * for ephemeral ports) and, at exit, {"event": "exit", "counters": {...}}.
+    (use port * for ephemeral ports) and, at exit, {"event": "exit", "counters": {...}}; with --secret-key the
+    counters include the refused peers (docs/security.md).
     """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -56,6 +77,7 @@ def controller_sim(
     if q is not None and len(q) != len(joints):
         raise typer.BadParameter(f"{len(q)} values for the scene's {len(joints)} proprio joints {joints}",
                                  param_hint="--initial-q")
+    security = _security(secret_key, allowed_clients or [])
     settings = SimControllerSettings(
         command_endpoint=command_endpoint,
         state_endpoint=state_endpoint,
@@ -66,6 +88,7 @@ def controller_sim(
         image_size=image_size,
         watchdog_ms=watchdog_ms,
         initial_q=q,
+        security=security,
     )
     def announce(endpoints: dict[str, str]) -> None:
         _print_json({"event": "ready", **endpoints})

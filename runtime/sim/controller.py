@@ -21,6 +21,7 @@ import numpy as np
 
 from runtime.link import protocol
 from runtime.link.controller_side import ControllerLink, Watchdog
+from runtime.link.security import LinkSecurity
 from runtime.sim.scene import Scene
 from runtime.sim.scene_file import load_scene
 
@@ -43,6 +44,7 @@ class SimControllerSettings:
     image_size: int | None = None  # square camera images of this side; None: the scene's camera size
     watchdog_ms: float = 300.0
     initial_q: tuple[float, ...] | None = None  # the proprio joints' positions at start; None: the scene's
+    security: LinkSecurity | None = None  # CURVE key pair and client allowlist (docs/security.md); None: plaintext
     # True: physics follows the wall clock. False: each loop iteration advances physics by exactly one
     # loop period, so a slow iteration never makes the arm jump (simulated time then lags the wall clock).
     realtime: bool = True
@@ -183,6 +185,7 @@ def run_sim_controller(
             command_endpoint=settings.command_endpoint,
             state_endpoint=settings.state_endpoint,
             frame_endpoint=settings.frame_endpoint,
+            security=settings.security,
         )
         cleanup.callback(link.close)
         cleanup.enter_context(_stop_on_signals(stop_event))

@@ -3,9 +3,13 @@ and clients holding the wrong server key are refused, counted and logged; bad ke
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,3 +216,30 @@ def test_keys_generate_writes_a_public_key_and_a_secret_only_its_owner_reads(tmp
     again = CliRunner().invoke(app, ["keys", "generate", "robot", "--out", str(out)])
     assert again.exit_code == 2 and "refusing to overwrite" in again.output
     assert secret.read_bytes() == before
+
+
+def test_the_sim_controller_takes_the_same_keys_and_refuses_strangers(keys: Keys) -> None:
+    args = ["--command-endpoint", ANY_PORT, "--state-endpoint", ANY_PORT, "--frame-endpoint", ANY_PORT,
+            "--frame-hz", "5", "--secret-key", str(keys.folder / "controller.key_secret"),
+            "--allowed-clients", str(keys.folder / "runtime.key")]
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "controller", "sim", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        with RuntimeLink(ready["command"], ready["state"], security=keys.client("runtime")) as runtime:
+            assert wait_state(runtime, 10.0) is not None
+        with RuntimeLink(ready["command"], ready["state"], security=keys.client("stranger")) as stranger:
+            assert wait_state(stranger, 1.0) is None
+        with RuntimeLink(ready["command"], ready["state"]) as plaintext:
+            assert wait_state(plaintext, 1.0) is None
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    counters = json.loads(out.strip().splitlines()[-1])["counters"]
+    assert counters["refused_unknown_key"] >= 1 and counters["refused_plaintext"] >= 1, counters
+    assert keys.public("stranger").decode() in err
