@@ -73,6 +73,8 @@ def evaluate(
     = None,
     shard_goals: Annotated[int | None, typer.Option(min=1, help="Goals per shard (default: 10 with --ray, else "
                                                                 "all of a planner's).")] = None,
+    oracle: Annotated[bool, typer.Option(help="Plan on the simulator's physics in the model's latent space: "
+                                              "what the planner and cost reach with a perfect model.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Closed loop in the in-process sim: success (Wilson 95 % interval), final distance, ticks and plan ms per
@@ -107,7 +109,7 @@ def evaluate(
                 runner = RayShards(ray)
             try:
                 result = evaluate_task(run_config, chosen, planner or ["cem"], goals=goals, progress=show,
-                                       runner=runner, shard_goals=shard_goals)
+                                       runner=runner, shard_goals=shard_goals, oracle=oracle)
             finally:
                 if runner is not None:
                     runner.close()
@@ -120,7 +122,8 @@ def evaluate(
     if json_:
         typer.echo(json.dumps(result))
         return
-    typer.echo(f"{task} k={result['k']} budget {result['budget']} steps, {result['goals']} goals, model "
+    world = "the simulator (--oracle) in the latent of model" if oracle else "model"
+    typer.echo(f"{task} k={result['k']} budget {result['budget']} steps, {result['goals']} goals, {world} "
                f"{result['model_sha256'][:12]} on {result['backend']}")
     for name, entry in result["planners"].items():
         low, high = entry["success_interval_95"]

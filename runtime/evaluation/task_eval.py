@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from perception.manifest import Manifest, load_manifest, manifest_sha256
+from planning.planner import Planner
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
-from runtime.evaluation.closed_loop import Policy, policy_for
+from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, policy_for
 from runtime.evaluation.statistics import compare_paired, wilson_interval
 from runtime.safety import SafetyFilter
 from runtime.sim.goal_sets import GoalSet, TaskGoal
@@ -48,13 +49,21 @@ def check_model_fits_scene(manifest: Manifest, spec: SceneSpec, manifest_path: o
         raise TaskModelMismatch(f"{manifest_path}: does not fit scene {spec.name!r}: " + "; ".join(problems))
 
 
-def run_episode(policy: Policy, model: WorldModel, task: Task, scene: Scene, goal: TaskGoal, budget: int,
+class Perception(Protocol):
+    """What an episode encodes with: the model (planning/world_model.py) or the simulator (oracle.py)."""
+
+    def encode(self, frame_bgr: np.ndarray, proprio: np.ndarray | None) -> np.ndarray: ...
+
+    def encode_goal_image(self, frame_bgr: np.ndarray) -> np.ndarray: ...
+
+
+def run_episode(policy: Policy, model: Perception, task: Task, scene: Scene, goal: TaskGoal, budget: int,
                 safety: SafetyFilter, plan_ms: list[float]) -> dict[str, Any]:
     scene.set_qpos(goal.goal, goal.goal_qvel)
-    goal_image = scene.render()
+    goal_latent = model.encode_goal_image(scene.render())  # with the scene still in the state it shows (oracle)
     scene.set_qpos(goal.start)
     safety.reset()
-    policy.set_goal(model.encode_goal_image(goal_image))
+    policy.set_goal(goal_latent)
     ticks, reached = 0, False
     while ticks < budget:
         q, dq = scene.proprio()
@@ -109,6 +118,20 @@ class Shard:
     planner: str
     mppi_noise_std: float | None = None
     mppi_temperature: float = 0.1
+    oracle: bool = False  # plan on the simulator's physics in the model's latent space (oracle.py)
+
+
+def _oracle_policy(shard: Shard, config: RunConfig, model: WorldModel, task: Task,
+                   scene: Scene) -> tuple[Policy, Perception]:
+    from runtime.evaluation.oracle import OracleModel
+
+    if shard.planner == "pytorch_mppi":
+        raise ValueError("--oracle plans with our optimizers only, not pytorch_mppi")
+    oracle = OracleModel(task, scene, model.manifest, threads=config.model.threads)
+    settings = config.planner.model_copy(update={"optimizer": shard.planner, "deadline_ms": None})
+    planner = Planner(settings, oracle.predict, oracle.latent_dim, oracle.visual_dim, model.action_low,
+                      model.action_high, scene.spec.control_period_s)
+    return EdgeloopPolicy(shard.planner, planner), oracle
 
 
 def run_shard(shard: Shard, on_episode: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -119,14 +142,19 @@ def run_shard(shard: Shard, on_episode: Callable[[], None] | None = None) -> dic
     task, scene = open_task(shard.goal_set.task, image_size=(image.height, image.width))
     try:
         check_model_fits_scene(model.manifest, scene.spec, config.model.manifest)
-        policy = policy_for(shard.planner, config, model, mppi_noise_std=shard.mppi_noise_std,
-                            mppi_temperature=shard.mppi_temperature)
+        perception: Perception = model
+        if shard.oracle:
+            policy, perception = _oracle_policy(shard, config, model, task, scene)
+        else:
+            policy = policy_for(shard.planner, config, model, mppi_noise_std=shard.mppi_noise_std,
+                                mppi_temperature=shard.mppi_temperature)
         safety = SafetyFilter(model.action_low, model.action_high, config.safety.max_rate,
                               scene.spec.control_period_s)
         plan_ms: list[float] = []
         episodes = []
         for goal in shard.goal_set.goals:
-            episodes.append(run_episode(policy, model, task, scene, goal, shard.goal_set.budget, safety, plan_ms))
+            episodes.append(run_episode(policy, perception, task, scene, goal, shard.goal_set.budget, safety,
+                                        plan_ms))
             if on_episode is not None:
                 on_episode()
     finally:
@@ -143,8 +171,9 @@ class ShardRunner(Protocol):
 def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, goals: int | None = None,
                   mppi_noise_std: float | None = None, mppi_temperature: float = 0.1,
                   progress: Callable[[str, int, int], None] | None = None, runner: ShardRunner | None = None,
-                  shard_goals: int | None = None) -> dict[str, Any]:
-    """Every planner on the first `goals` goals of the set (all by default); JSON-able results.
+                  shard_goals: int | None = None, oracle: bool = False) -> dict[str, Any]:
+    """Every planner on the first `goals` goals of the set (all by default); JSON-able results. With `oracle`
+    the planners plan on the simulator instead of the model's predictor (oracle.py).
 
     Each planner's goals are cut into shards of `shard_goals` (default: one shard per planner here, 10 on a
     runner), played here one after another or spread over `runner` (a Ray cluster)."""
@@ -155,7 +184,7 @@ def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, 
     check_model_fits_scene(manifest, load_scene(task_type(goal_set.task).scene), config.model.manifest)
     size = shard_goals or (10 if runner is not None else len(chosen))
     shards = [Shard(config.model_dump_json(), replace(goal_set, goals=chosen[start:start + size]), name,
-                    mppi_noise_std, mppi_temperature)
+                    mppi_noise_std, mppi_temperature, oracle)
               for name in planners for start in range(0, len(chosen), size)]
     played = dict.fromkeys(planners, 0)
 
@@ -185,6 +214,7 @@ def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, 
         "task": goal_set.task, "scene": goal_set.scene, "k": goal_set.k, "budget": goal_set.budget,
         "goal_set_seed": goal_set.seed, "goals": len(chosen),
         "model_sha256": manifest_sha256(config.model.manifest), "backend": config.model.backend,
+        "world_model": "oracle (the simulator, in the model's latent space)" if oracle else "model",
         "planner_settings": {"samples": config.planner.samples, "horizon": config.planner.horizon,
                              "iterations": config.planner.iterations, "action_block": config.planner.action_block},
         "planners": results, "paired": {"against": first, "comparisons": paired},

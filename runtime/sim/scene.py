@@ -112,12 +112,22 @@ class Scene:
 
     def apply(self, action: np.ndarray) -> None:
         """Set the actuators from an action (clipped to the action bounds), each as its mode says."""
-        action = np.clip(np.asarray(action, dtype=np.float64), self.action_low, self.action_high)
-        ctrl = action.copy()
-        for i, mode in enumerate(self._modes):
-            if mode == "position_delta":
-                ctrl[i] = self.data.qpos[self._driven_qpos[i]] + action[i]
-        self.data.ctrl[self._actuators] = np.clip(ctrl, self._ctrl_low, self._ctrl_high)
+        self.data.ctrl[:] = self.controls(np.asarray(action, dtype=np.float64), self.data.qpos)
+
+    def controls(self, actions: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+        """The ctrl vectors (..., nu) that actions (..., A), clipped to the action bounds, set from positions qpos
+        (..., nq): `apply` for one state, or for a batch of simulated states; undriven actuators keep theirs."""
+        actions = np.clip(actions, self.action_low, self.action_high)
+        delta = np.array([mode == "position_delta" for mode in self._modes])
+        target = np.where(delta, qpos[..., self._driven_qpos] + actions, actions)
+        ctrl = np.broadcast_to(self.data.ctrl, (*actions.shape[:-1], self.model.nu)).copy()
+        ctrl[..., self._actuators] = np.clip(target, self._ctrl_low, self._ctrl_high)
+        return ctrl
+
+    @property
+    def proprio_qpos_indices(self) -> np.ndarray:
+        """Where the proprio joints' positions sit in qpos."""
+        return self._proprio_qpos.copy()
 
     def hold_still(self) -> None:
         """Velocity actuators to zero, position actuators to where their joints are now."""

@@ -101,7 +101,7 @@ class ArmPush(Task):
 
     def visual_state(self, qpos: np.ndarray) -> np.ndarray:
         """The arm's joint positions and the puck's position."""
-        return np.concatenate([qpos[self.joints], qpos[self.puck]])
+        return np.concatenate([qpos[..., self.joints], qpos[..., self.puck]], axis=-1)
 
     def distance(self, qpos: np.ndarray, goal: np.ndarray) -> float:
         """Puck to its goal position, m."""

@@ -71,9 +71,9 @@ class Task(ABC):
         """Whether state `qpos` counts as having reached the goal state."""
 
     def visual_state(self, qpos: np.ndarray) -> np.ndarray | None:
-        """What the camera shows that the task is about, from the physics state: training anchors the visual
-        latent to it (docs/training.md), so latent distance to a goal image measures this. None: the proprio
-        joint positions, enough when the robot is all that moves."""
+        """What the camera shows that the task is about, from physics positions qpos (..., nq): training anchors
+        the visual latent to it (docs/training.md), so latent distance to a goal image measures this. None: the
+        proprio joint positions, enough when the robot is all that moves."""
         return None
 
     def metrics(self, qpos: np.ndarray, goal: np.ndarray) -> dict[str, float]:

@@ -154,8 +154,9 @@ class PushT(Task):
 
     def visual_state(self, qpos: np.ndarray) -> np.ndarray:
         """The pusher's position, the T's, and its angle on the unit circle (an angle has no seam there)."""
-        x, y, angle = qpos[self.t_pose]
-        return np.array([*qpos[self.pusher], x, y, math.cos(angle), math.sin(angle)])
+        angle = qpos[..., self.t_pose[2:]]
+        return np.concatenate([qpos[..., self.pusher], qpos[..., self.t_pose[:2]], np.cos(angle), np.sin(angle)],
+                              axis=-1)
 
     def errors(self, qpos: np.ndarray, goal: np.ndarray) -> tuple[float, float, float]:
         """(pusher, T position) errors as fractions of the table's side, and the T's angle error in rad."""
