@@ -2,8 +2,9 @@
  * A minimal edgeloop controller in C, written from docs/protocol.md alone (protocol version 1).
  *
  * The "robot" is a toy integrator with two joints: q += velocity * dt. The controller binds the
- * command SUB and the state PUB, applies the newest valid command each cycle, holds still on a stop,
- * holds still when no valid command arrived for watchdog_ms, and publishes state at 100 Hz.
+ * command SUB and the state PUB, applies the newest valid command each cycle, holds still on a stop or on
+ * a command with a non-finite action, holds still when no valid command arrived for watchdog_ms, obeys only
+ * commands newer than the last of their runtime session (and the newest session), and publishes state at 100 Hz.
  *
  * Build (Debian/Ubuntu: apt-get install gcc libzmq3-dev libmsgpack-dev):
  *     gcc -std=c11 -O2 -Wall -Wextra -o controller controller.c -lzmq -lmsgpackc -lm
@@ -35,6 +36,8 @@
 #define ACTION_DIM 2
 #define STATE_PERIOD_S 0.01 /* 100 Hz */
 #define MAX_MESSAGE_BYTES (8 * 1024 * 1024)
+#define MAX_SESSION_BYTES 64
+#define RETIRED_SESSIONS 16 /* replaced sessions whose commands are still refused */
 
 static volatile sig_atomic_t running = 1;
 
@@ -81,13 +84,13 @@ static bool as_int(const msgpack_object *o, int64_t *out) {
     return false; /* bool, float, str ... are not ints */
 }
 
-/* "float" in the protocol: float 32/64 or any integer; always finite. */
-static bool as_number(const msgpack_object *o, double *out) {
+/* float 32/64 or any integer, finite or not. */
+static bool as_any_number(const msgpack_object *o, double *out) {
     int64_t integer;
     if (o == NULL) return false;
     if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64) {
         *out = o->via.f64;
-        return isfinite(*out);
+        return true;
     }
     if (as_int(o, &integer)) {
         *out = (double)integer;
@@ -96,47 +99,111 @@ static bool as_number(const msgpack_object *o, double *out) {
     return false;
 }
 
+/* "float" in the protocol: always finite. */
+static bool as_number(const msgpack_object *o, double *out) { return as_any_number(o, out) && isfinite(*out); }
+
 static bool is_str(const msgpack_object *o) { return o != NULL && o->type == MSGPACK_OBJECT_STR; }
 
 static bool str_equals(const msgpack_object *o, const char *text) {
     return is_str(o) && o->via.str.size == strlen(text) && memcmp(o->via.str.ptr, text, o->via.str.size) == 0;
 }
 
-enum verdict { BAD_MESSAGE, EXPIRED, WRONG_DIM, COMMAND, STOP, HEARTBEAT, VERDICTS };
-static const char *const VERDICT_NAMES[VERDICTS] = {"bad_messages", "expired", "wrong_dim",
-                                                    "commands", "stops", "heartbeats"};
+enum verdict { BAD_MESSAGE, EXPIRED, WRONG_DIM, NON_FINITE, STALE_SEQ, RETIRED_SESSION, COMMAND, STOP, HEARTBEAT,
+               VERDICTS };
+static const char *const VERDICT_NAMES[VERDICTS] = {"bad_messages", "expired",  "wrong_dim", "non_finite",
+                                                    "stale_seq",    "retired_session", "commands", "stops",
+                                                    "heartbeats"};
+
+/* A runtime session: the optional "session" field of commands and stops; size 0 for a sender without one. */
+struct session {
+    size_t size;
+    char bytes[MAX_SESSION_BYTES];
+};
 
 struct command {
     int64_t seq;
+    struct session session;
     double action[ACTION_DIM];
 };
 
+/* Absent, or a str of 1 to 64 bytes. */
+static bool read_session(const msgpack_object_map *m, struct session *session) {
+    const msgpack_object *o = field(m, "session");
+    session->size = 0;
+    if (o == NULL) return true;
+    if (!is_str(o) || o->via.str.size == 0 || o->via.str.size > MAX_SESSION_BYTES) return false;
+    session->size = o->via.str.size;
+    memcpy(session->bytes, o->via.str.ptr, session->size);
+    return true;
+}
+
 static enum verdict classify(const msgpack_object_map *m, struct command *command) {
-    int64_t version, seq, stamp_send, stamp_capture;
+    int64_t version, stamp_send, stamp_capture;
     double ttl_ms, action[ACTION_DIM];
+    bool finite = true;
     const msgpack_object *type = field(m, "type");
     if (!as_int(field(m, "v"), &version) || version != PROTOCOL_VERSION) return BAD_MESSAGE;
-    if (!is_str(type) || !as_int(field(m, "seq"), &seq)) return BAD_MESSAGE;
+    if (!is_str(type) || !as_int(field(m, "seq"), &command->seq)) return BAD_MESSAGE;
     if (str_equals(type, "stop"))
-        return as_int(field(m, "stamp_send"), &stamp_send) && is_str(field(m, "reason")) ? STOP : BAD_MESSAGE;
+        return as_int(field(m, "stamp_send"), &stamp_send) && is_str(field(m, "reason")) &&
+                       read_session(m, &command->session)
+                   ? STOP
+                   : BAD_MESSAGE;
     if (str_equals(type, "heartbeat"))
         return as_int(field(m, "stamp_send"), &stamp_send) && is_str(field(m, "sender")) ? HEARTBEAT : BAD_MESSAGE;
     if (!str_equals(type, "command")) return BAD_MESSAGE; /* unknown type, or one not for this stream */
 
     const msgpack_object *values = field(m, "action");
     if (!as_int(field(m, "stamp_send"), &stamp_send) || !as_int(field(m, "stamp_capture"), &stamp_capture) ||
-        !as_number(field(m, "ttl_ms"), &ttl_ms) || !(ttl_ms > 0))
+        !as_number(field(m, "ttl_ms"), &ttl_ms) || !(ttl_ms > 0) || !read_session(m, &command->session))
         return BAD_MESSAGE;
     if (values == NULL || values->type != MSGPACK_OBJECT_ARRAY || values->via.array.size == 0) return BAD_MESSAGE;
     for (uint32_t i = 0; i < values->via.array.size; i++) {
         double value;
-        if (!as_number(&values->via.array.ptr[i], &value)) return BAD_MESSAGE;
+        if (!as_any_number(&values->via.array.ptr[i], &value)) return BAD_MESSAGE;
+        finite = finite && isfinite(value);
         if (i < ACTION_DIM) action[i] = value;
     }
+    if (!finite) return NON_FINITE; /* valid but for its action: its sender has lost track, hold still now */
     if (values->via.array.size != ACTION_DIM) return WRONG_DIM;
     if ((double)(epoch_ns() - stamp_send) > ttl_ms * 1e6) return EXPIRED; /* on our clock */
-    command->seq = seq;
     memcpy(command->action, action, sizeof action);
+    return COMMAND;
+}
+
+/* ---- order: only commands newer than the last of their session, and only the newest session -------- */
+
+struct order {
+    bool any; /* a command or stop was seen */
+    struct session owner;
+    int64_t newest_seq;
+    struct session retired[RETIRED_SESSIONS];
+    int retired_count, retired_next;
+};
+
+static bool same_session(const struct session *a, const struct session *b) {
+    return a->size == b->size && memcmp(a->bytes, b->bytes, a->size) == 0;
+}
+
+/* COMMAND when in order (the message becomes the newest of its session), else STALE_SEQ or RETIRED_SESSION. */
+static enum verdict judge_order(struct order *order, const struct command *message) {
+    if (order->any && same_session(&order->owner, &message->session)) {
+        if (message->seq <= order->newest_seq) return STALE_SEQ;
+        order->newest_seq = message->seq;
+        return COMMAND;
+    }
+    for (int i = 0; i < order->retired_count; i++)
+        if (same_session(&order->retired[i], &message->session)) return RETIRED_SESSION;
+    if (order->any) {
+        fprintf(stderr, "runtime session '%.*s' replaces '%.*s': the old session's commands are refused\n",
+                (int)message->session.size, message->session.bytes, (int)order->owner.size, order->owner.bytes);
+        order->retired[order->retired_next] = order->owner;
+        order->retired_next = (order->retired_next + 1) % RETIRED_SESSIONS;
+        if (order->retired_count < RETIRED_SESSIONS) order->retired_count++;
+    }
+    order->any = true;
+    order->owner = message->session;
+    order->newest_seq = message->seq;
     return COMMAND;
 }
 
@@ -349,6 +416,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     double q[ACTION_DIM] = {0}, velocity[ACTION_DIM] = {0};
+    struct order order = {0};
     bool moving = false; /* executing a command; false before the first one, after a stop or the watchdog */
     int64_t last_command_seq = -1, state_seq = 0;
     double now = monotonic_s(), last_step = now, last_command_at = now, next_state = now;
@@ -361,15 +429,23 @@ int main(int argc, char **argv) {
         zmq_poll(items, zap != NULL ? 2 : 1, wait_ms > 0 ? wait_ms : 0);
         if (zap != NULL && (items[1].revents & ZMQ_POLLIN)) answer_zap(zap, &security);
 
-        /* Latest only: drain everything waiting, act on the newest valid command or stop. */
+        /* Latest only: drain everything waiting, act on the newest valid command or stop (a command with a
+         * non-finite action acts as a stop). Stops are obeyed whatever their seq or session. */
         enum verdict newest = BAD_MESSAGE;
         struct command command, newest_command = {0};
         int size;
         while ((size = zmq_recv(commands, payload, MAX_MESSAGE_BYTES, ZMQ_DONTWAIT)) >= 0) {
             enum verdict verdict = size > MAX_MESSAGE_BYTES ? BAD_MESSAGE : decode(payload, (size_t)size, &command);
+            if (verdict == COMMAND || verdict == STOP) {
+                enum verdict ordered = judge_order(&order, &command);
+                if (verdict == COMMAND) verdict = ordered;
+            }
             counts[verdict]++;
+            if (verdict == NON_FINITE) fprintf(stderr, "command %lld: non-finite action, holding still\n",
+                                               (long long)command.seq);
             if (verdict == COMMAND) newest_command = command;
             if (verdict == COMMAND || verdict == STOP) newest = verdict;
+            if (verdict == NON_FINITE) newest = STOP;
         }
 
         now = monotonic_s();

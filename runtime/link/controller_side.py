@@ -3,32 +3,72 @@
 The controller binds: a SUB for commands (the runtime's PUB connects), a PUB for state and optionally a
 PUB for camera frames. `poll` drains every waiting message and returns only the newest valid command or
 stop, so a controller that falls behind acts on the latest plan, never on a backlog. Every message is
-validated before it can act; what fails is dropped and counted by reason. Nothing received can raise.
+validated before it can act; what fails is dropped and counted by reason (the first of each reason is logged).
+Commands must come in order: one whose seq is not newer than the last command or stop of its runtime session
+is dropped (`stale_seq`), a new session takes over (a restarted runtime) and the one it replaced is refused
+(`retired_session`). A command that is valid but for a non-finite action comes out of `poll` as a stop, so the
+robot holds still at once. Nothing received can raise.
 With `security` (runtime/link/security.py) every socket is a CURVE server that admits only the allowlisted
 client keys; refused peers are counted in `counters` (refused_plaintext, refused_unknown_key,
 refused_handshake) and logged. Not thread-safe: one thread (the control loop) owns a link.
 
-    link = ControllerLink(action_dim=2)
-    watchdog = Watchdog(300)
-    while running:
-        message = link.poll(timeout_ms=5)
-        if isinstance(message, Command): apply(message.action); watchdog.feed()
-        elif isinstance(message, Stop) or watchdog.expired(): hold_still()
-        link.publish_state(q, dq, ee, stopped, last_command_seq)
+The robot's own safety (bounds, rate limit, stop and watchdog) sits between `poll` and the actuators:
+runtime/link/safety_filter.py.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 
 import numpy as np
 import zmq
 
 from runtime.link import protocol
+from runtime.link.drops import Drops
 from runtime.link.security import CurveServer, LinkSecurity
+
+log = logging.getLogger(__name__)
 
 # Bounded backlog: a flood is dropped by ZeroMQ rather than queued without limit.
 _COMMAND_QUEUE = 1000
+# Sessions replaced by a newer one whose commands are still refused; older ones are forgotten.
+RETIRED_SESSIONS_KEPT = 16
+
+
+class CommandOrder:
+    """Which runtime session owns the robot, and the newest seq of it (docs/protocol.md#sequence-numbers).
+
+    Commands without a session are one session of their own (""). Counts new sessions in `counters["sessions"]`.
+    """
+
+    def __init__(self, counters: dict[str, int]) -> None:
+        self.counters = counters
+        self.session: str | None = None  # None: no command or stop yet
+        self.newest_seq = -1
+        self._retired: deque[str] = deque(maxlen=RETIRED_SESSIONS_KEPT)
+
+    def judge(self, session: str | None, seq: int) -> str | None:
+        """None when a message of `session` numbered `seq` is in order (it becomes the newest), else the counter it
+        is dropped under: `stale_seq` (not newer than the newest of its session) or `retired_session`."""
+        name = session or ""
+        if name == self.session:
+            if seq <= self.newest_seq:
+                return "stale_seq"
+            self.newest_seq = seq
+            return None
+        if name in self._retired:
+            return "retired_session"
+        if self.session is None:
+            log.info("commands from runtime session %r", name)
+        else:
+            self._retired.append(self.session)
+            log.warning("runtime session %r replaces %r (a restarted runtime, or a second one commanding this "
+                        "robot): the old session's commands are refused from now on", name, self.session)
+        self.session, self.newest_seq = name, seq
+        self.counters["sessions"] += 1
+        return None
 
 
 class ControllerLink:
@@ -58,6 +98,10 @@ class ControllerLink:
             "bad_messages": 0,
             "expired": 0,
             "wrong_dim": 0,
+            "stale_seq": 0,
+            "retired_session": 0,
+            "non_finite": 0,
+            "sessions": 0,
             "states_sent": 0,
             "frames_sent": 0,
         }
@@ -77,7 +121,13 @@ class ControllerLink:
         self.frame_endpoint = self._endpoint(self._frames) if self._frames is not None else None
         self._state_seq = 0
         self._frame_seq = 0
-        self.last_error: str | None = None  # why the last dropped message was dropped
+        self._drop = Drops(self.counters, f"command socket {self.command_endpoint}")
+        self._order = CommandOrder(self.counters)
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last dropped message was dropped."""
+        return self._drop.last_error
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
         socket = self._context.socket(kind)
@@ -121,12 +171,16 @@ class ControllerLink:
         """The message if it may act, else None (dropped and counted by reason)."""
         try:
             message = protocol.decode(payload)
+        except protocol.NonFiniteCommand as exc:  # its sender has lost track: hold still now, not at the watchdog
+            self._drop("non_finite", f"{exc}; holding still")
+            return protocol.Stop(seq=exc.seq, stamp_send=protocol.now_ns(), reason=str(exc), session=exc.session)
         except protocol.ProtocolError as exc:
             self._drop("bad_messages", str(exc))
             return None
         if isinstance(message, protocol.Stop):
             self.counters["stops"] += 1
-            return message  # a stop never expires: holding still is always safe
+            self._order.judge(message.session, message.seq)  # in order or not, holding still is always safe
+            return message  # and a stop never expires
         if isinstance(message, protocol.Heartbeat):
             self.counters["heartbeats"] += 1
         elif not isinstance(message, protocol.Command):
@@ -137,14 +191,13 @@ class ControllerLink:
         elif protocol.is_expired(message):
             age_ms = (protocol.now_ns() - message.stamp_send) / 1e6
             self._drop("expired", f"command {message.seq}: {age_ms:.1f} ms old, ttl {message.ttl_ms} ms")
+        elif (out_of_order := self._order.judge(message.session, message.seq)) is not None:
+            self._drop(out_of_order, f"command {message.seq} of session {message.session!r}: the newest of session "
+                                     f"{self._order.session!r} is {self._order.newest_seq}")
         else:
             self.counters["commands"] += 1
             return message
         return None
-
-    def _drop(self, reason: str, detail: str) -> None:
-        self.counters[reason] += 1
-        self.last_error = detail
 
     def publish_state(
         self, q: np.ndarray, dq: np.ndarray, ee: np.ndarray | None, stopped: bool, last_command_seq: int

@@ -17,6 +17,7 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_SESSION_BYTES = 64  # a command's or stop's `session`: 1 to this many bytes of UTF-8
 
 # Default endpoints: the controller binds, the runtime connects. Loopback unless configured.
 DEFAULT_COMMAND_ENDPOINT = "tcp://127.0.0.1:5555"  # runtime PUB -> controller SUB (command, stop, heartbeat)
@@ -29,6 +30,16 @@ class ProtocolError(ValueError):
     """A message that cannot be accepted; the text names the field at fault."""
 
 
+class NonFiniteCommand(ProtocolError):
+    """A command valid in every field but its `action`, which holds NaN or infinity: its sender has lost track
+    of what it commands, so a controller holds the robot still at once rather than waiting for its watchdog."""
+
+    def __init__(self, message: str, seq: int, session: str | None) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.session = session
+
+
 @dataclass
 class Command:
     seq: int
@@ -36,6 +47,7 @@ class Command:
     stamp_capture: int  # ns: capture stamp of the frame this command was planned from
     stamp_send: int  # ns: when the runtime sent it
     ttl_ms: float  # the controller discards the command once stamp_send + ttl is in the past
+    session: str | None = None  # the sending runtime's run; None: a sender that names none
     type: str = field(default="command", init=False)
 
 
@@ -44,6 +56,7 @@ class Stop:
     seq: int
     stamp_send: int
     reason: str
+    session: str | None = None  # as on Command
     type: str = field(default="stop", init=False)
 
 
@@ -144,6 +157,8 @@ def encode(message: Message) -> bytes:
             body["state"] = _floats(message.state)
     else:  # pragma: no cover - the union is closed
         raise ProtocolError(f"unknown message class {type(message).__name__}")
+    if isinstance(message, (Command, Stop)) and message.session is not None:
+        body["session"] = message.session
     return msgpack.packb(body, use_bin_type=True)
 
 
@@ -165,17 +180,49 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return kind.__name__
 
 
-def _vector(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
+def _numbers(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
+    """A field of numbers as float64, finite or not."""
     values = _get(body, key, list, where)
     if not values and not allow_empty:
         raise ProtocolError(f"{where}: field '{key}' is empty")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ProtocolError(f"{where}: field '{key}' must hold numbers")
-    array = np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _non_finite(key: str, where: str) -> str:
+    return f"{where}: field '{key}' holds a non-finite value"
+
+
+def _vector(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
+    array = _numbers(body, key, where, allow_empty)
     if not np.all(np.isfinite(array)):
-        raise ProtocolError(f"{where}: field '{key}' holds a non-finite value")
+        raise ProtocolError(_non_finite(key, where))
     return array
+
+
+def _session(body: dict[str, Any], where: str) -> str | None:
+    if "session" not in body:
+        return None
+    session: str = _get(body, "session", str, where)
+    if not 0 < len(session.encode()) <= MAX_SESSION_BYTES:
+        raise ProtocolError(f"{where}: field 'session' must be 1 to {MAX_SESSION_BYTES} bytes")
+    return session
+
+
+def _command(body: dict[str, Any], seq: int) -> Command:
+    """A command, validated field by field; a non-finite action is checked last (NonFiniteCommand)."""
+    ttl = float(_get(body, "ttl_ms", (int, float), "command"))
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ProtocolError("command: field 'ttl_ms' must be a positive number")
+    command = Command(seq=seq, action=_numbers(body, "action", "command"),
+                      stamp_capture=_get(body, "stamp_capture", int, "command"),
+                      stamp_send=_get(body, "stamp_send", int, "command"), ttl_ms=ttl,
+                      session=_session(body, "command"))
+    if not np.all(np.isfinite(command.action)):
+        raise NonFiniteCommand(_non_finite("action", f"command {seq}"), seq, command.session)
+    return command
 
 
 def _image(body: dict[str, Any], where: str) -> np.ndarray:
@@ -207,18 +254,10 @@ def decode(payload: bytes) -> Message:
     kind = _get(body, "type", str, "message")
     seq = _get(body, "seq", int, kind)
     if kind == "command":
-        ttl = float(_get(body, "ttl_ms", (int, float), kind))
-        if not math.isfinite(ttl) or ttl <= 0:
-            raise ProtocolError("command: field 'ttl_ms' must be a positive number")
-        return Command(
-            seq=seq,
-            action=_vector(body, "action", kind),
-            stamp_capture=_get(body, "stamp_capture", int, kind),
-            stamp_send=_get(body, "stamp_send", int, kind),
-            ttl_ms=ttl,
-        )
+        return _command(body, seq)
     if kind == "stop":
-        return Stop(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), reason=_get(body, "reason", str, kind))
+        return Stop(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), reason=_get(body, "reason", str, kind),
+                    session=_session(body, kind))
     if kind == "heartbeat":
         return Heartbeat(
             seq=seq, stamp_send=_get(body, "stamp_send", int, kind), sender=_get(body, "sender", str, kind)

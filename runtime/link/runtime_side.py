@@ -1,21 +1,37 @@
 """The runtime's side of the controller link (docs/protocol.md): commands out, newest state in.
 
-The runtime connects; the controller binds. Commands and stops go out on a PUB; the controller's state
-arrives on a SUB with CONFLATE=1, so only the newest state ever waits. Nothing received can raise: a
-message that does not decode, has the wrong version or an unexpected type is dropped and counted.
+The runtime connects; the controller binds. Commands and stops go out on a PUB, each carrying this link's
+random `session`, so a controller tells a restarted runtime (whose seq starts again at 0) from a stale one; the
+controller's state arrives on a SUB with CONFLATE=1, so only the newest state ever waits. Nothing received can
+raise: a message that does not decode, has the wrong version or an unexpected type, a state stamped before the
+newest one seen, or one stamped further ahead of this clock than the state timeout, is dropped and counted by
+reason (the first of each reason is logged); `state_trouble` says what the state stream carried instead of a
+state since the last one.
 With `security` (runtime/link/security.py) both sockets are CURVE clients of the controller's public key.
 Not thread-safe: one thread (the control loop) owns a link.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import numpy as np
 import zmq
 
 from runtime.link import protocol
+from runtime.link.drops import Drops
 from runtime.link.security import LinkSecurity
+
+# What the state stream can carry instead of a usable state, as `state_trouble` words it.
+_TROUBLE = {"bad_messages": "state messages malformed", "old_states": "state messages older than the newest",
+            "future_states": "state messages stamped ahead of this clock", "heartbeats": "heartbeats but no state"}
+
+
+def _clock(stamp_ns: int) -> str:
+    """Local wall-clock time of day with milliseconds, for operators' messages."""
+    seconds, ns = divmod(stamp_ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1_000_000:03d}"
 
 
 class RuntimeLink:
@@ -23,8 +39,10 @@ class RuntimeLink:
 
     def __init__(
         self, command_endpoint: str, state_endpoint: str, *, context: zmq.Context | None = None,
-        security: LinkSecurity | None = None,
+        security: LinkSecurity | None = None, state_timeout_ms: float = 500.0,
     ) -> None:
+        """`state_timeout_ms` (the run's link.state_timeout_ms): states stamped further ahead of this clock than
+        that are dropped, so one bogus stamp cannot make every later state look old."""
         if security is not None:
             security.require_server_key()
         self.command_endpoint = command_endpoint
@@ -44,18 +62,29 @@ class RuntimeLink:
         if security is not None:
             security.secure_client(self._states)
         self._states.connect(state_endpoint)
+        self.session = secrets.token_hex(8)  # this run, on every command and stop
         self._seq = 0
+        self._max_ahead_ns = int(state_timeout_ms * 1e6)
         self._newest: protocol.State | None = None
+        self._newest_stamp: int | None = None  # of the newest state accepted
+        self._trouble: dict[str, tuple[int, int]] = {}  # since the last accepted state: reason -> (count, first ns)
         self.last_heard: float | None = None  # time.monotonic() of the last valid state or heartbeat
-        self.last_error: str | None = None  # why the last dropped message was dropped
         self.counters: dict[str, int] = {
             "states": 0,
             "heartbeats": 0,
             "bad_messages": 0,
+            "old_states": 0,
+            "future_states": 0,
             "commands_sent": 0,
             "stops_sent": 0,
         }
+        self._drops = Drops(self.counters, f"state socket {state_endpoint}")
         self._closed = False
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last dropped message was dropped."""
+        return self._drops.last_error
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -70,9 +99,8 @@ class RuntimeLink:
         if not ttl_ms > 0:
             raise protocol.ProtocolError(f"command: field 'ttl_ms' must be a positive number, got {ttl_ms}")
         seq = self._next_seq()
-        message = protocol.Command(
-            seq=seq, action=action, stamp_capture=stamp_capture, stamp_send=protocol.now_ns(), ttl_ms=ttl_ms
-        )
+        message = protocol.Command(seq=seq, action=action, stamp_capture=stamp_capture, stamp_send=protocol.now_ns(),
+                                   ttl_ms=ttl_ms, session=self.session)
         self._commands.send(protocol.encode(message), zmq.NOBLOCK)  # a PUB never blocks; it drops at HWM
         self.counters["commands_sent"] += 1
         return seq
@@ -80,7 +108,7 @@ class RuntimeLink:
     def send_stop(self, reason: str) -> int:
         """Publish a stop; the controller holds the robot still until the next command. Returns its seq."""
         seq = self._next_seq()
-        message = protocol.Stop(seq=seq, stamp_send=protocol.now_ns(), reason=reason)
+        message = protocol.Stop(seq=seq, stamp_send=protocol.now_ns(), reason=reason, session=self.session)
         self._commands.send(protocol.encode(message), zmq.NOBLOCK)
         self.counters["stops_sent"] += 1
         return seq
@@ -95,21 +123,51 @@ class RuntimeLink:
             try:
                 message = protocol.decode(payload)
             except protocol.ProtocolError as exc:
-                self._drop(str(exc))
+                self._drop("bad_messages", str(exc))
                 continue
             if isinstance(message, protocol.State):
-                self._newest = message
+                if not self._in_order(message):
+                    continue
+                self._newest, self._newest_stamp = message, message.stamp
+                self._trouble.clear()
                 self.counters["states"] += 1
             elif isinstance(message, protocol.Heartbeat):
                 self.counters["heartbeats"] += 1
+                self._note_trouble("heartbeats")
             else:
-                self._drop(f"unexpected message type {message.type!r} on the state socket")
+                self._drop("bad_messages", f"unexpected message type {message.type!r} on the state socket")
                 continue
             self.last_heard = time.monotonic()
 
-    def _drop(self, reason: str) -> None:
-        self.counters["bad_messages"] += 1
-        self.last_error = reason
+    def _in_order(self, state: protocol.State) -> bool:
+        """A state stamped no earlier than the newest seen and not too far ahead of this clock; else dropped."""
+        ahead_ns = state.stamp - protocol.now_ns()
+        if ahead_ns > self._max_ahead_ns:
+            self._drop("future_states", f"state {state.seq} is stamped {ahead_ns / 1e6:.0f} ms ahead of this clock "
+                                        f"(more than the {self._max_ahead_ns / 1e6:g} ms state timeout): the clocks "
+                                        f"disagree")
+            return False
+        if self._newest_stamp is not None and state.stamp < self._newest_stamp:
+            self._drop("old_states", f"state {state.seq} is stamped {(self._newest_stamp - state.stamp) / 1e6:.3f} ms "
+                                     f"before the newest seen")
+            return False
+        return True
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self._drops(reason, detail)
+        self._note_trouble(reason)
+
+    def _note_trouble(self, reason: str) -> None:
+        count, first = self._trouble.get(reason, (0, protocol.now_ns()))
+        self._trouble[reason] = (count + 1, first)
+
+    def state_trouble(self) -> str | None:
+        """What the state stream carried since the last valid state, worded for a stop reason: e.g.
+        "state messages malformed: 12 since 14:03:12.301"; None when it carried nothing else."""
+        if not self._trouble:
+            return None
+        return "; ".join(f"{_TROUBLE[reason]}: {count} since {_clock(first)}"
+                         for reason, (count, first) in self._trouble.items())
 
     def latest_state(self) -> protocol.State | None:
         """The newest valid state received since the last call, or None. Never blocks."""

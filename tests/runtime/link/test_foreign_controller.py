@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,18 +136,6 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
     publisher = zmq_context.socket(zmq.PUB)
     publisher.connect(endpoints["command"])
 
-    def command(seq: int, **changes: object) -> bytes:
-        body = {
-            "v": 1,
-            "type": "command",
-            "seq": seq,
-            "action": [0.5, 0.5],
-            "stamp_capture": 0,
-            "stamp_send": protocol.now_ns(),
-            "ttl_ms": 1000.0,
-        }
-        return msgpack.packb(body | changes, use_bin_type=True)
-
     with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
         seq = 0
         while drive_until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
@@ -158,7 +147,6 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
             command(90, v=2),
             command(91, v=True),
             command(92, ttl_ms=0),
-            command(93, action=[0.5, float("nan")]),
             command(94, action="fast"),
             command(95, type="teleport"),
             protocol.encode(
@@ -169,7 +157,8 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
         ]
         wrong_dim = [command(96, action=[0.5]), command(97, action=[0.5, 0.5, 0.5])]
         expired = [command(98, stamp_send=protocol.now_ns() - 10**10)]
-        for payload in bad + wrong_dim + expired:
+        stale = [command(0)]
+        for payload in bad + wrong_dim + expired + stale:
             publisher.send(payload)
         publisher.send(command(99))  # a marker: once it is applied, everything before it was seen
         marked = drive_until(runtime, lambda s: s.last_command_seq == 99)
@@ -179,7 +168,68 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
     assert counters["bad_messages"] == len(bad)
     assert counters["wrong_dim"] == len(wrong_dim)
     assert counters["expired"] == len(expired)
+    assert counters["stale_seq"] == len(stale)
     assert 2 <= counters["commands"] <= seq + 1  # those sent before the connection existed are lost
+
+
+def command(seq: int, session: str | None = None, **changes: object) -> bytes:
+    body = {
+        "v": 1,
+        "type": "command",
+        "seq": seq,
+        "action": [0.5, 0.5],
+        "stamp_capture": 0,
+        "stamp_send": protocol.now_ns(),
+        "ttl_ms": 1000.0,
+    }
+    if session is not None:
+        body["session"] = session
+    return msgpack.packb(body | changes, use_bin_type=True)
+
+
+def test_c_controller_obeys_only_newer_commands_and_the_newest_session(
+    running: tuple[subprocess.Popen[str], dict[str, str]], zmq_context: zmq.Context
+) -> None:
+    """seq 1000, then 3 and 1000 again: dropped. A new session starts again at 0 and the old one is refused."""
+    process, endpoints = running
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(endpoints["command"])
+    with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
+        seq = 0
+        while drive_until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
+            publisher.send(command(seq, "run-a"))
+            seq += 1
+        for payload in (command(1000, "run-a"), command(3, "run-a"), command(1000, "run-a")):
+            publisher.send(payload)
+        drive_until(runtime, lambda s: s.last_command_seq == 1000)
+        publisher.send(command(0, "run-b"))
+        drive_until(runtime, lambda s: s.last_command_seq == 0)
+        publisher.send(command(2000, "run-a"))
+        publisher.send(command(1, "run-b"))
+        assert drive_until(runtime, lambda s: s.last_command_seq != 0).last_command_seq == 1
+    counters, said = _stop(process)
+    assert counters["stale_seq"] == 2 and counters["retired_session"] == 1
+    assert "run-b" in said  # the change of session is logged
+
+
+def test_c_controller_holds_still_at_once_on_a_non_finite_command(
+    running: tuple[subprocess.Popen[str], dict[str, str]], zmq_context: zmq.Context
+) -> None:
+    """Not left to the watchdog: the robot is stopped when the command arrives, so the watchdog never fires."""
+    process, endpoints = running
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(endpoints["command"])
+    with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
+        seq = 0
+        while drive_until(runtime, lambda s: True).stopped:  # PUB/SUB: send until connected and moving
+            publisher.send(command(seq, "run-a"))
+            seq += 1
+        publisher.send(command(seq, "run-a", action=[0.5, float("nan")]))
+        held = drive_until(runtime, lambda s: s.stopped)
+        assert np.array_equal(held.dq, [0.0, 0.0])
+        time.sleep(WATCHDOG_MS * 2 / 1000)  # long past the watchdog
+    counters, _ = _stop(process)
+    assert counters["non_finite"] == 1 and counters["watchdog_stops"] == 0 and counters["bad_messages"] == 0
 
 
 def test_c_controller_with_curve_admits_only_its_allowlisted_runtime(controller_binary: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
@@ -137,15 +138,18 @@ def test_runtime_drops_and_counts_bad_state_messages(zmq_context: zmq.Context, w
 def test_controller_drops_and_counts_every_kind_of_bad_command(
     controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil
 ) -> None:
-    """A misbehaving runtime: each bad message is dropped and counted by reason; poll never hands it out."""
+    """A misbehaving runtime: each bad message is dropped and counted by reason; poll never hands it out (a
+    non-finite action is handed out as a stop in its place)."""
     publisher = zmq_context.socket(zmq.PUB)
     publisher.connect(controller.command_endpoint)
+
+    seqs = itertools.count()
 
     def command(**changes: object) -> bytes:
         body = {
             "v": 1,
             "type": "command",
-            "seq": 5,
+            "seq": next(seqs),
             "action": [0.1, 0.2],
             "stamp_capture": 0,
             "stamp_send": protocol.now_ns(),
@@ -159,28 +163,31 @@ def test_controller_drops_and_counts_every_kind_of_bad_command(
         "bad_messages": [
             b"garbage",
             command(v=2),
-            command(action=[0.1, float("nan")]),
             command(ttl_ms=-1),
             protocol.encode(protocol.Frame(seq=0, stamp=0, image=np.zeros((2, 2, 3), np.uint8))),
         ],
         "expired": [command(stamp_send=protocol.now_ns() - 10_000_000_000)],
         "wrong_dim": [command(action=[0.1, 0.2, 0.3]), command(action=[0.1])],
+        "stale_seq": [command(seq=0)],
+        "non_finite": [command(action=[0.1, float("nan")])],
     }
     for payloads in bad.values():
         for payload in payloads:
             publisher.send(payload)
-    handed_out = _poll_until(controller, "bad_messages", before["bad_messages"] + 5)
+    handed_out = _poll_until(controller, "bad_messages", before["bad_messages"] + 4)
     handed_out += _poll_until(controller, "wrong_dim", before["wrong_dim"] + 2)
     handed_out += _poll_until(controller, "expired", before["expired"] + 1)
-    assert handed_out == []
+    handed_out += _poll_until(controller, "stale_seq", before["stale_seq"] + 1)
+    handed_out += _poll_until(controller, "non_finite", before["non_finite"] + 1)
+    assert all(isinstance(message, protocol.Stop) and "non-finite" in message.reason for message in handed_out)
     for reason, payloads in bad.items():
         assert controller.counters[reason] == before[reason] + len(payloads), reason
     assert controller.counters["commands"] == before["commands"]
     assert controller.last_error is not None
 
-    publisher.send(command(seq=99))  # a good command still gets through after all that
+    publisher.send(command(seq=10**6))  # a good command still gets through after all that
     (accepted,) = _poll_until(controller, "commands", before["commands"] + 1)
-    assert accepted.seq == 99
+    assert accepted.seq == 10**6
 
 
 def test_an_oversized_message_costs_the_sender_its_connection_not_the_controller(
@@ -189,10 +196,11 @@ def test_an_oversized_message_costs_the_sender_its_connection_not_the_controller
     publisher = zmq_context.socket(zmq.PUB)
     publisher.connect(controller.command_endpoint)
 
+    seqs = itertools.count()
+
     def good() -> bytes:
-        return protocol.encode(
-            protocol.Command(seq=1, action=np.zeros(2), stamp_capture=0, stamp_send=protocol.now_ns(), ttl_ms=1000.0)
-        )
+        return protocol.encode(protocol.Command(seq=next(seqs), action=np.zeros(2), stamp_capture=0,
+                                                stamp_send=protocol.now_ns(), ttl_ms=1000.0))
 
     assert wait_until(lambda: (publisher.send(good()), controller.poll(20))[1] is not None)
     publisher.send(b"\x00" * (protocol.MAX_MESSAGE_BYTES + 1))  # ZeroMQ drops the connection; PUB reconnects
@@ -241,3 +249,166 @@ def test_watchdog_expires_until_fed_and_after_silence() -> None:
     assert not patient.expired()
     with pytest.raises(ValueError, match="positive"):
         Watchdog(timeout_ms=0)
+
+
+def _raw_command(seq: int, session: str | None = "run-a", action: tuple[float, ...] = (0.1, 0.2)) -> bytes:
+    body: dict[str, object] = {"v": 1, "type": "command", "seq": seq, "action": list(action), "stamp_capture": 0,
+                               "stamp_send": protocol.now_ns(), "ttl_ms": 1000.0}
+    if session is not None:
+        body["session"] = session
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _raw_stop(seq: int, session: str) -> bytes:
+    return protocol.encode(protocol.Stop(seq=seq, stamp_send=protocol.now_ns(), reason="test", session=session))
+
+
+def _one_by_one(controller: ControllerLink, publisher: zmq.Socket[bytes],
+                payloads: list[bytes]) -> list[protocol.Command | protocol.Stop | None]:
+    """Send each payload and poll until it has been seen (counted under some reason); what each poll gave."""
+    given: list[protocol.Command | protocol.Stop | None] = []
+    for payload in payloads:
+        seen = sum(controller.counters.values()) - controller.counters["states_sent"]
+        publisher.send(payload)
+        message = None
+        deadline = time.monotonic() + 5.0
+        while sum(controller.counters.values()) - controller.counters["states_sent"] == seen:
+            assert time.monotonic() < deadline, "the controller never saw the message"
+            message = controller.poll(timeout_ms=20)
+        given.append(message)
+    return given
+
+
+def _connected_publisher(controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil,
+                         session: str) -> zmq.Socket[bytes]:
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(controller.command_endpoint)
+    seq = iter(range(10**6))
+    assert wait_until(lambda: (publisher.send(_raw_command(next(seq), session)), controller.poll(20))[1] is not None)
+    return publisher
+
+
+def test_controller_applies_only_commands_newer_than_the_last_of_their_session(
+    controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
+) -> None:
+    """seq 10, then 3, then 10 again: only the first acts. A new session (a restarted runtime) may start again at 0;
+    the session it replaced is refused from then on, except its stops (holding still is always safe)."""
+    publisher = _connected_publisher(controller, zmq_context, wait_until, "run-a")
+    before = dict(controller.counters)
+    given = _one_by_one(controller, publisher, [
+        _raw_command(1000, "run-a"), _raw_command(3, "run-a"), _raw_command(1000, "run-a"),
+        _raw_stop(1001, "run-a"), _raw_command(1001, "run-a"),  # the stop took seq 1001
+        _raw_command(1002, "run-a"),
+        _raw_command(0, "run-b"), _raw_command(1, "run-b"),
+        _raw_command(2000, "run-a"), _raw_stop(2001, "run-a"), _raw_command(2, "run-b"),
+    ])
+    kinds = [None if m is None else (m.type, m.seq, m.session) for m in given]
+    assert kinds == [("command", 1000, "run-a"), None, None, ("stop", 1001, "run-a"), None,
+                     ("command", 1002, "run-a"), ("command", 0, "run-b"), ("command", 1, "run-b"),
+                     None, ("stop", 2001, "run-a"), ("command", 2, "run-b")]
+    gained = {key: controller.counters[key] - before[key] for key in before}
+    assert gained["stale_seq"] == 3 and gained["retired_session"] == 1 and gained["sessions"] == 1
+    assert gained["commands"] == 5 and gained["stops"] == 2
+    assert controller.last_error is not None and "run-a" in controller.last_error
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("stale_seq" in line for line in said) == 1, said  # the first of each kind is logged, once
+    assert sum("retired_session" in line for line in said) == 1, said
+    assert sum("run-b" in line and "run-a" in line and "session" in line for line in said) >= 1, said
+
+
+def test_commands_without_a_session_are_ordered_as_one_session(
+    controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil
+) -> None:
+    publisher = _connected_publisher(controller, zmq_context, wait_until, "run-a")
+    given = _one_by_one(controller, publisher, [_raw_command(5, None), _raw_command(4, None), _raw_command(6, None)])
+    assert [None if m is None else m.seq for m in given] == [5, None, 6]
+    assert controller.counters["stale_seq"] == 1
+
+
+def test_each_runtime_link_is_its_own_session_and_the_newest_owns_the_robot(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_commands(runtime, controller, wait_until)
+    assert len(runtime.session) == 16 and int(runtime.session, 16) >= 0
+    with RuntimeLink(controller.command_endpoint, controller.state_endpoint) as restarted:
+        assert restarted.session != runtime.session
+        _connect_commands(restarted, controller, wait_until)  # its seq starts at 0 again, and it is obeyed
+        retired = controller.counters["retired_session"]
+        runtime.send_command(np.ones(2), 0, 1000.0)
+        _poll_until(controller, "retired_session", retired + 1)
+        restarted.send_command(np.ones(2), 0, 1000.0)
+        (command,) = _poll_until(controller, "commands", controller.counters["commands"] + 1)
+        assert command.session == restarted.session
+
+
+def test_a_non_finite_command_stops_the_robot_at_once(
+    controller: ControllerLink, zmq_context: zmq.Context, wait_until: WaitUntil
+) -> None:
+    """Not dropped and left to the watchdog: poll hands out a stop in its place, naming the command."""
+    publisher = _connected_publisher(controller, zmq_context, wait_until, "run-a")
+    before = dict(controller.counters)
+    (stop,) = _one_by_one(controller, publisher, [_raw_command(10**6, "run-a", (float("nan"), 0.0))])
+    assert isinstance(stop, protocol.Stop)
+    assert stop.seq == 10**6 and "non-finite" in stop.reason and "10000" in stop.reason
+    assert controller.counters["non_finite"] == before["non_finite"] + 1
+    assert controller.counters["bad_messages"] == before["bad_messages"]
+
+
+def test_runtime_drops_states_older_than_the_newest_and_says_why_it_has_none(
+    zmq_context: zmq.Context, wait_until: WaitUntil
+) -> None:
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.bind(ANY_PORT)
+    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def state(stamp: int, seq: int = 0) -> bytes:
+        return protocol.encode(protocol.State(seq=seq, stamp=stamp, q=np.zeros(2), dq=np.zeros(2), ee=np.zeros(0),
+                                              stopped=True, last_command_seq=-1))
+
+    newest = protocol.now_ns()
+    with RuntimeLink("tcp://127.0.0.1:9", endpoint, context=zmq_context, state_timeout_ms=500.0) as runtime:
+        assert wait_until(lambda: (publisher.send(state(newest)), wait_state(runtime, 0.02))[1] is not None)
+        assert runtime.state_trouble() is None
+
+        def counted(payload: bytes, counter: str) -> None:
+            count = runtime.counters[counter]
+            publisher.send(payload)
+            assert wait_until(lambda: runtime.latest_state() is None and runtime.counters[counter] == count + 1)
+
+        counted(state(newest - 1), "old_states")
+        counted(state(newest - 10**9), "old_states")
+        counted(state(protocol.now_ns() + 10**10), "future_states")  # 10 s ahead: never becomes the newest
+        counted(b"garbage", "bad_messages")
+        trouble = runtime.state_trouble()
+        assert trouble is not None
+        assert trouble.startswith("state messages older than the newest: 2 since ") and \
+            "stamped ahead of this clock: 1 since" in trouble and "malformed: 1 since" in trouble, trouble
+        publisher.send(state(newest + 1, seq=7))
+        accepted = wait_state(runtime, 5.0)
+        assert accepted is not None and accepted.seq == 7 and runtime.state_trouble() is None
+
+
+def test_runtime_says_when_the_controller_sends_only_heartbeats(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_states(runtime, controller, wait_until)
+
+    def only_heartbeats_said() -> bool:
+        controller.publish_heartbeat("arm")
+        trouble = runtime.state_trouble() or ""
+        return runtime.latest_state() is None and trouble.startswith("heartbeats but no state: ")
+
+    assert wait_until(only_heartbeats_said)
+
+
+def test_the_first_bad_state_message_of_each_kind_is_logged(
+    zmq_context: zmq.Context, wait_until: WaitUntil, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.bind(ANY_PORT)
+    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    with RuntimeLink("tcp://127.0.0.1:9", endpoint, context=zmq_context) as runtime:
+        assert wait_until(lambda: (publisher.send(b"garbage"), runtime.latest_state())[1] is None
+                          and runtime.counters["bad_messages"] >= 3)
+    said = [r.getMessage() for r in caplog.records if "bad_messages" in r.getMessage()]
+    assert len(said) == 1 and "not a msgpack message" in said[0] and endpoint in said[0], said

@@ -17,7 +17,7 @@ from runtime.link.protocol import Command, Frame, Goal, Heartbeat, ProtocolError
 
 IMAGE = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
 
-MESSAGES = [
+MESSAGES: list[protocol.Message] = [
     Command(
         seq=7,
         action=np.array([0.5, -1.25]),
@@ -26,6 +26,8 @@ MESSAGES = [
         ttl_ms=200.0,
     ),
     Stop(seq=8, stamp_send=123, reason="operator"),
+    Command(seq=16, action=np.array([0.5]), stamp_capture=1, stamp_send=2, ttl_ms=100.0, session="9f2c41d07a3e5b68"),
+    Stop(seq=17, stamp_send=3, reason="runtime exiting", session="9f2c41d07a3e5b68"),
     Heartbeat(seq=9, stamp_send=456, sender="sim"),
     State(
         seq=10,
@@ -107,7 +109,11 @@ def _body(message: protocol.Message, **changes: Any) -> bytes:
 
 
 COMMAND = MESSAGES[0]
-STATE = MESSAGES[3]
+STOP = MESSAGES[1]
+HEARTBEAT = MESSAGES[4]
+STATE = MESSAGES[5]
+FRAME = MESSAGES[7]
+GOAL_WITHOUT_IMAGE = MESSAGES[9]
 
 
 @pytest.mark.parametrize(
@@ -130,24 +136,44 @@ STATE = MESSAGES[3]
         (_body(COMMAND, action=[0.1, "fast"]), "field 'action' must hold numbers"),
         (_body(COMMAND, action=[0.1, float("nan")]), "field 'action' holds a non-finite value"),
         (_body(COMMAND, action=[float("inf"), 0.0]), "field 'action' holds a non-finite value"),
+        (_body(COMMAND, action=[float("nan")], ttl_ms=0), "field 'ttl_ms'"),  # the rest is checked first
+        (_body(COMMAND, session=7), "field 'session' must be str"),
+        (_body(COMMAND, session=""), "field 'session' must be 1 to 64 bytes"),
+        (_body(STOP, session="x" * 65), "field 'session' must be 1 to 64 bytes"),
         (_body(COMMAND, ttl_ms=0), "field 'ttl_ms'"),
         (_body(COMMAND, ttl_ms=float("nan")), "field 'ttl_ms'"),
         (_body(COMMAND, stamp_send=1.5), "field 'stamp_send' must be int"),
         (_body(COMMAND, stamp_capture=_DELETE), "missing field 'stamp_capture'"),
-        (_body(MESSAGES[1], reason=_DELETE), "missing field 'reason'"),
-        (_body(MESSAGES[2], sender=1), "field 'sender' must be str"),
+        (_body(STOP, reason=_DELETE), "missing field 'reason'"),
+        (_body(HEARTBEAT, sender=1), "field 'sender' must be str"),
         (_body(STATE, stopped=1), "field 'stopped' must be bool"),
         (_body(STATE, q=[0.1, float("nan")]), "field 'q' holds a non-finite value"),
         (_body(STATE, last_command_seq=_DELETE), "missing field 'last_command_seq'"),
-        (_body(MESSAGES[5], data=b"\x00" * 5), "'data' has 5 bytes"),
-        (_body(MESSAGES[5], encoding="rgb8"), "field 'encoding'"),
-        (_body(MESSAGES[7], state=_DELETE), "goal: needs 'image', 'state' or both"),
+        (_body(FRAME, data=b"\x00" * 5), "'data' has 5 bytes"),
+        (_body(FRAME, encoding="rgb8"), "field 'encoding'"),
+        (_body(GOAL_WITHOUT_IMAGE, state=_DELETE), "goal: needs 'image', 'state' or both"),
         (b"\x00" * (protocol.MAX_MESSAGE_BYTES + 1), "exceeds"),
     ],
 )
 def test_malformed_messages_raise_protocol_error_naming_the_field(payload: bytes, expected: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(expected)):
         protocol.decode(payload)
+
+
+def test_a_command_that_is_valid_but_for_a_non_finite_action_names_its_seq_and_session() -> None:
+    """Controllers hold still at once on such a command (docs/protocol.md), so the error says which one it was."""
+    with pytest.raises(protocol.NonFiniteCommand, match="command 7: field 'action' holds a non-finite value") as caught:
+        protocol.decode(_body(COMMAND, action=[0.1, float("nan")], session="abc"))
+    assert caught.value.seq == 7 and caught.value.session == "abc"
+    with pytest.raises(ProtocolError) as other:  # a malformed command is not mistaken for a non-finite one
+        protocol.decode(_body(COMMAND, action=[float("nan")], stamp_send="now"))
+    assert not isinstance(other.value, protocol.NonFiniteCommand)
+
+
+def test_a_sender_without_a_session_decodes_as_session_none() -> None:
+    decoded = protocol.decode(protocol.encode(COMMAND))
+    assert isinstance(decoded, Command) and decoded.session is None
+    assert "session" not in msgpack.unpackb(protocol.encode(COMMAND))
 
 
 def test_unknown_extra_fields_are_ignored_for_forward_compatibility() -> None:
