@@ -1,8 +1,9 @@
 """The model manifest (docs/model-manifest.md): the contract between a trained model and the runtime.
 
-`manifest.json` sits beside the model files. Loading it with `verify=True` refuses a model whose
-files are missing, whose bytes differ from the recorded sha256, or whose ONNX inputs and outputs
-differ from the manifest in name, shape or dtype. Every error names the manifest and what differs.
+`manifest.json` sits beside the model files. Loading it refuses a manifest whose tensors do not take
+what its contract fields say (image size, proprio_dim, action_dim, latent_dim); with `verify=True` also
+a model whose files are missing, whose bytes differ from the recorded sha256, or whose ONNX inputs and
+outputs differ from the manifest in name, shape or dtype. Every error names the manifest and what differs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+# Tensor names fixed by the contract (docs/model-manifest.md).
+ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
+PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
 # ONNX Runtime's type strings for the dtypes a manifest may name.
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
@@ -176,7 +180,8 @@ def load_manifest(path: str | Path, verify: bool = True) -> Manifest:
         raise ManifestError(f"{path}: format_version: expected {FORMAT_VERSION}, found {manifest.format_version}")
     _check_consistency(manifest, path)
     if verify:
-        verify_files(manifest, path)
+        verify_files(manifest, path)  # first: a file that differs from its own tensor specs says so
+    _check_contract(manifest, path)
     return manifest
 
 
@@ -202,6 +207,41 @@ def _check_consistency(manifest: Manifest, path: Path) -> None:
         raise ManifestError(f"{path}: action_high must exceed action_low, not at indices {bad}")
     if manifest.visual_dim > manifest.latent_dim:
         raise ManifestError(f"{path}: visual_dim ({manifest.visual_dim}) exceeds latent_dim ({manifest.latent_dim})")
+
+
+def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, list[int], str]]]]:
+    """What each model part must take and give, from the contract fields: per part, per direction, (name, the
+    dimensions after the batch axis, the field that sets them); every tensor float32 with a leading batch axis."""
+    image = [3, manifest.image.height, manifest.image.width]
+    latent = (manifest.latent_dim, "latent_dim")
+    return {
+        "encoder": {"inputs": [(ENCODER_IMAGE, image, "image.height/width"),
+                               (ENCODER_PROPRIO, [manifest.proprio_dim], "proprio_dim")],
+                    "outputs": [(ENCODER_LATENT, [latent[0]], latent[1])]},
+        "predictor": {"inputs": [(PREDICTOR_LATENT, [latent[0]], latent[1]),
+                                 (PREDICTOR_ACTION, [manifest.action_dim], "action_dim")],
+                      "outputs": [(PREDICTOR_NEXT, [latent[0]], latent[1])]},
+    }
+
+
+def _check_contract(manifest: Manifest, path: Path) -> None:
+    """The tensor specs against the contract fields, so a model the runtime cannot feed is refused at load,
+    naming both, not on its first plan."""
+    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
+    for part, directions in contract_tensors(manifest).items():
+        for kind, wanted in directions.items():
+            specs: list[TensorSpec] = getattr(parts[part], kind)
+            names = [spec.name for spec in specs]
+            if names != [name for name, _, _ in wanted]:
+                raise ManifestError(f"{path}: {part}.{kind}: names {names}; the runtime feeds and reads "
+                                    f"{[name for name, _, _ in wanted]}")
+            for spec, (name, dims, field) in zip(specs, wanted, strict=True):
+                if spec.dtype != "float32":
+                    raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' is {spec.dtype}; the runtime "
+                                        f"exchanges float32")
+                if spec.shape[1:] != dims:
+                    raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' shape {spec.shape} does not fit "
+                                        f"{field} (expected [batch, {', '.join(map(str, dims))}])")
 
 
 def verify_files(manifest: Manifest, path: Path) -> None:

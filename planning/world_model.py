@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from perception.engines import Backend, create_engine
-from perception.manifest import Manifest
+from perception.manifest import (
+    ENCODER_IMAGE,
+    ENCODER_LATENT,
+    ENCODER_PROPRIO,
+    PREDICTOR_ACTION,
+    PREDICTOR_LATENT,
+    PREDICTOR_NEXT,
+    Manifest,
+)
 from perception.preprocess import Preprocessor
-
-# Tensor names fixed by the model manifest contract (docs/model-manifest.md).
-ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
-PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
 
 
 def goal_state_problem(proprio_dim: int, joints_given: int) -> str | None:

@@ -17,9 +17,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.manifest import load_manifest, manifest_sha256
+from perception.manifest import ENCODER_IMAGE, ENCODER_PROPRIO, load_manifest, manifest_sha256
 from planning.settings import PlannerSettings
-from planning.world_model import ENCODER_IMAGE, ENCODER_PROPRIO, WorldModel
+from planning.world_model import WorldModel
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for
 
 ACCURACY_GOAL_POINTS = 2.0  # INT8 reach success within this many percentage points of FP32

@@ -122,3 +122,27 @@ def test_malformed_json_is_refused(model_copy: Path) -> None:
 def test_missing_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"nothing\.json: cannot read the manifest"):
         load_manifest(tmp_path / "nothing.json")
+
+
+def _three_actions(m: dict[str, Any]) -> None:
+    m.update(action_dim=3, action_names=[*m["action_names"], "wrist"], action_low=[*m["action_low"], -1.0],
+             action_high=[*m["action_high"], 1.0])
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (_three_actions, "predictor.inputs: tensor 'action' shape ['batch', 2] does not fit action_dim "
+                     "(expected [batch, 3])"),
+    (lambda m: m.update(latent_dim=48), "encoder.outputs: tensor 'latent' shape ['batch', 32] does not fit "
+                                        "latent_dim (expected [batch, 48])"),
+    (lambda m: m["image"].update(width=96, height=96), "encoder.inputs: tensor 'image' shape ['batch', 3, 64, 64] "
+                                                       "does not fit image.height/width (expected [batch, 3, 96, 96])"),
+    (lambda m: m.update(proprio_dim=6, proprio_names=[*m["proprio_names"], "a", "b"]),
+     "encoder.inputs: tensor 'proprio' shape ['batch', 4] does not fit proprio_dim (expected [batch, 6])"),
+])
+def test_files_that_match_their_specs_but_not_the_contract_fields_are_refused_naming_both(
+        model_copy: Path, change: Callable[[dict[str, Any]], None], said: str) -> None:
+    path = edit_manifest(model_copy, change)
+    with pytest.raises(ManifestError, match=re.escape(said)):
+        load_manifest(path)
+    with pytest.raises(ManifestError, match=re.escape(said)):
+        load_manifest(path, verify=False)  # the contract needs no file

@@ -119,6 +119,24 @@ def test_cli_validate_checks_the_files_and_the_model_fit_naming_each_key(tmp_pat
     assert "planner.pinned.1: 9.0 is outside the action bounds [-2.0, 2.0]" in said
 
 
+def test_a_model_whose_files_do_not_take_the_manifests_action_is_refused_by_validate_and_run(
+        tmp_path: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "models" / "demo", model, ignore=shutil.ignore_patterns("goals"))
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest.update(action_dim=3, action_names=[*manifest["action_names"], "wrist"],
+                    action_low=[*manifest["action_low"], -1.0], action_high=[*manifest["action_high"], 1.0])
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    said = "predictor.inputs: tensor 'action' shape ['batch', 2] does not fit action_dim (expected [batch, 3])"
+    for command in (["config", "validate"], ["run", "--config"]):  # run refuses before opening any socket
+        refused = CliRunner().invoke(app, [*command, str(ROOT / "configs" / "demo.yaml"), "--set",
+                                           f"model.manifest={model / 'manifest.json'}"])
+        assert refused.exit_code == 2, (command, refused.output)
+        assert said in refused.output.replace("\n", " "), (command, refused.output)
+
+
 def _key_paths(schema: dict, node: dict, prefix: str = "") -> list[str]:
     paths = []
     for name, prop in node.get("properties", {}).items():
