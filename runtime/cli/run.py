@@ -29,6 +29,7 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     from runtime.config import ConfigError, load_config
     from runtime.loop import ControlLoop
     from runtime.recording import RecordingError
+    from runtime.sources.base import SourceError
 
     try:
         loop = ControlLoop(load_config(config, set_ or []), config_file=config, overrides=set_ or [])
@@ -38,8 +39,8 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     _stop_on_signals(loop.stop_requested)
     try:
         loop.run()
-    except FrameSizeError as exc:  # the camera's frames are not the size its calibration is for
-        raise fail(str(exc)) from exc
+    except (FrameSizeError, SourceError) as exc:  # frames of the wrong size, or a video that stops decoding:
+        raise fail(str(exc)) from exc           # close() below still sends the stop and writes the summary
     finally:
         summary = loop.close()
     typer.echo(json.dumps({k: summary[k] for k in ("loop_hz", "tick_ms", "counters", "run_dir")}))
