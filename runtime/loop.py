@@ -2,9 +2,10 @@
 
 Each tick also takes the newest goal message (docs/goals.md) and, when the run's config file changed or
 SIGHUP arrived, reloads the planner section (runtime/reload.py). Whether a tick stops, plans or sends the
-next planned action is decided by `runtime.tick_decision.decide` from what the tick read; this module does
-the reading and the carrying out. With `planner.execute_steps` = k > 1 a plan's first k actions go out on
-k consecutive ticks (an action chunk) before the next plan.
+next planned action is decided by `runtime.tick_decision.decide` from what the tick read, and whether a plan
+may be sent by `judge_model_output` from what the model produced; this module does the reading and the
+carrying out. With `planner.execute_steps` = k > 1 a plan's first k actions go out on k consecutive ticks
+(an action chunk) before the next plan.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
 from runtime.telemetry import Telemetry, TimingSeries
-from runtime.tick_decision import Act, TickView, decide, frame_is_fresh
+from runtime.tick_decision import Act, Decision, ModelOutput, TickView, decide, frame_is_fresh, judge_model_output
 from runtime.world import load_world_model
 
 StopCondition = Callable[[protocol.State | None], bool]
 
 # Counters this loop adds to the telemetry's own.
 LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
-                 "wrong_state_dim")
+                 "wrong_state_dim", "stale_state", "non_finite_model")
+# The link's drop counters that the summary carries as they are (its bad_messages add to the source's).
+LINK_DROP_COUNTERS = ("old_states", "future_states")
 
 
 def new_run_dir(runs_dir: Path) -> Path:
@@ -85,7 +88,7 @@ class ControlLoop:
             self.source = source or open_source(config.source.uri, pace=config.source.pace,
                                                 loop=config.source.loop, security=security)
             self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint,
-                                            security=security)
+                                            security=security, state_timeout_ms=config.link.state_timeout_ms)
             self.run_dir = new_run_dir(config.runs_dir)
             self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
         except BaseException:
@@ -107,6 +110,7 @@ class ControlLoop:
         self._last_plan_at: float | None = None  # perf_counter of the plan the warm start comes from
         self._previous_action = np.zeros(self.world_model.action_dim)  # last command in force (0: held still)
         self._wrong_state_shape: tuple[int, int] | None = None  # last (q, dq) sizes reported as not fitting
+        self._model_fault: str | None = None  # the non-finite model stage last said, until a plan is finite again
         self._last_status = 0.0
         self._status = config.loop.status_line and sys.stderr.isatty()
 
@@ -172,7 +176,9 @@ class ControlLoop:
 
     # -- one tick -----------------------------------------------------------------------------------------
     def _proprio(self, state: protocol.State) -> np.ndarray:
-        return np.concatenate([state.q, state.dq]).astype(np.float32)
+        """[q, dq] as the model's float32 input: inf where a finite float64 is beyond float32 range."""
+        with np.errstate(over="ignore"):
+            return np.concatenate([state.q, state.dq]).astype(np.float32)
 
     def _fits_model(self, state: protocol.State) -> bool:
         """A state whose [q, dq] is the model's proprio input; else said (once until states fit again)."""
@@ -231,23 +237,35 @@ class ControlLoop:
         chunk_left = 0 if self._chunk is None else len(self._chunk) - self._chunk_next
         view = TickView(frame_age_ms=frame_age_ms, state_fits=self._wrong_state_shape is None,
                         state_age_ms=None if self.state is None else (now - self._state_seen) * 1000,
-                        has_goal=self.goal is not None, chunk_left=chunk_left)
+                        state_stamp_age_ms=None if self.state is None else (protocol.now_ns() - self.state.stamp) / 1e6,
+                        state_trouble=self.link.state_trouble(), has_goal=self.goal is not None, chunk_left=chunk_left)
         decision = decide(view, frame_timeout_ms=self.config.source.frame_timeout_ms,
                           state_timeout_ms=self.config.link.state_timeout_ms)
+        planned = None
+        if decision.act is Act.PLAN:
+            assert self.frame is not None and self.state is not None  # decide() stops without either
+            decision, planned = self._plan(self.frame, self.state)
         if decision.act is Act.STOP:
             if decision.counter is not None:
                 counters[decision.counter] += 1
             self._send_stop(decision.reason)
         else:
-            assert self.frame is not None and self.state is not None  # decide() stops without either
-            planned = self._plan(self.frame, self.state) if decision.act is Act.PLAN else None
+            assert self.frame is not None and self.state is not None
             self._send_next(self.frame, self.state, planned)
         counters["drops"] = self.source.dropped
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
+        counters.update({name: self.link.counters.get(name, 0) for name in LINK_DROP_COUNTERS})
 
-    def _plan(self, frame: SourceFrame, state: protocol.State) -> tuple[np.ndarray, PlanResult]:
+    def _plan(self, frame: SourceFrame,
+              state: protocol.State) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
+        """Encode and plan, each stage only when the one before gave finite numbers; whether to send the plan."""
+        proprio = self._proprio(state)
+        if not np.all(np.isfinite(proprio)):
+            return self._judged(ModelOutput(input_finite=False, latent_finite=None, plan_cost=None)), None
         with self.telemetry.stage("encode"):
-            latent = self.world_model.encode(frame.image, self._proprio(state))
+            latent = self.world_model.encode(frame.image, proprio)
+        if not np.all(np.isfinite(latent)):
+            return self._judged(ModelOutput(input_finite=True, latent_finite=False, plan_cost=None)), None
         with self.telemetry.stage("plan"):
             started = time.perf_counter()
             elapsed = None if self._last_plan_at is None else started - self._last_plan_at
@@ -260,10 +278,22 @@ class ControlLoop:
         counters = self.telemetry.counters
         counters["plans"] += 1
         counters["deadline_hits"] += plan.deadline_hit
+        decision = self._judged(ModelOutput(input_finite=True, latent_finite=True, plan_cost=plan.cost))
+        if decision.act is Act.STOP:
+            return decision, None
         self._chunk = plan.sequence[: self.config.planner.execute_steps]
         self._chunk_next = 0
         self._chunk_stamp = frame.stamp_ns
-        return latent, plan
+        return decision, (latent, plan)
+
+    def _judged(self, output: ModelOutput) -> Decision:
+        """`judge_model_output`, saying a non-finite stage once until a plan is finite again."""
+        decision = judge_model_output(output)
+        fault = decision.reason if decision.act is Act.STOP else None
+        if fault is not None and fault != self._model_fault:
+            self._say(f"stopping the robot: {fault}; it stays stopped while this lasts")
+        self._model_fault = fault
+        return decision
 
     def _send_next(self, frame: SourceFrame, state: protocol.State,
                    planned: tuple[np.ndarray, PlanResult] | None) -> None:
@@ -381,6 +411,7 @@ class ControlLoop:
             },
             "goal": {"description": self.goal.description if self.goal is not None else None,
                      "endpoint": self.goal_endpoint},
+            "link": {"session": self.link.session},
             "run_dir": str(self.run_dir),
             "config": json.loads(self.config.model_dump_json()),
         }

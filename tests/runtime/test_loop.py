@@ -9,14 +9,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import zmq
+from model_faults import demo_with
 
 from runtime.config import RunConfig, load_config
 from runtime.link import protocol
+from runtime.link.controller_side import ControllerLink
 from runtime.link.runtime_side import RuntimeLink
 from runtime.loop import ControlLoop
 from runtime.recording import iter_messages
@@ -65,9 +70,9 @@ def controller() -> Iterator[SimControllerThread]:
     sim.stop()
 
 
-def loop_config(endpoints: dict[str, str], tmp_path: Path, *extra: str) -> RunConfig:
+def loop_config(endpoints: dict[str, str], tmp_path: Path, *extra: str, manifest: Path = MANIFEST) -> RunConfig:
     return load_config(ROOT / "configs" / "demo.yaml", [
-        f"model.manifest={MANIFEST}",
+        f"model.manifest={manifest}",
         f"goal.image={GOAL}",
         f"link.command_endpoint={endpoints['command']}",
         f"link.state_endpoint={endpoints['state']}",
@@ -131,53 +136,155 @@ def test_action_chunks_plan_once_per_chunk_and_diagnostics_are_recorded(controll
         assert isinstance(plan["spread"], float)
 
 
+class HandDriven:
+    """A controller the test drives by hand: each tick it publishes a frame and the state the test gives (a message
+    or raw bytes), lets the loop tick once and takes what the loop sent, as a robot polls."""
+
+    def __init__(self, robot: ControllerLink, states: zmq.Socket[bytes], loop: ControlLoop) -> None:
+        self.robot, self.states, self.loop = robot, states, loop
+        self.image = cv2.imread(str(GOAL))
+        self.received: list[protocol.Command | protocol.Stop] = []
+        self.counters = loop.telemetry.counters
+
+    @staticmethod
+    def state(q: Sequence[float], dq: Sequence[float] | None = None, stamp: int | None = None) -> protocol.State:
+        return protocol.State(seq=0, stamp=protocol.now_ns() if stamp is None else stamp, q=np.asarray(q, float),
+                              dq=np.zeros(len(q)) if dq is None else np.asarray(dq, float), ee=np.zeros(3),
+                              stopped=False, last_command_seq=-1)
+
+    def tick_until(self, condition: Callable[[], bool], state: Callable[[], protocol.State | bytes],
+                   limit: int = 500) -> None:
+        """Tick until `condition` holds (the first ticks may pass before the sockets connect)."""
+        for _ in range(limit):
+            if condition():
+                return
+            self.tick(1, state)
+        raise AssertionError(f"not after {limit} ticks; counters {dict(self.counters)}")
+
+    def tick(self, ticks: int, state: Callable[[], protocol.State | bytes]) -> None:
+        for _ in range(ticks):
+            self.robot.publish_frame(self.image, protocol.now_ns())
+            message = state()
+            self.states.send(message if isinstance(message, bytes) else protocol.encode(message))
+            time.sleep(0.01)
+            self.loop.tick()
+            sent = self.robot.poll(timeout_ms=5)
+            if sent is not None:
+                self.received.append(sent)
+
+    def reasons(self) -> set[str]:
+        """The stop reasons sent, but those of ticks before the sockets connected."""
+        return {message.reason for message in self.received
+                if isinstance(message, protocol.Stop)} - {"no fresh frame", "no controller state"}
+
+
+@contextmanager
+def hand_driven(tmp_path: Path, *extra: str, manifest: Path = MANIFEST) -> Iterator[HandDriven]:
+    with ControllerLink(2, command_endpoint=ANY, state_endpoint=ANY, frame_endpoint=ANY) as robot, \
+            zmq.Context() as context:
+        states = context.socket(zmq.PUB)
+        states.setsockopt(zmq.LINGER, 0)
+        states.bind(ANY)
+        endpoints = {"command": robot.command_endpoint, "state": states.getsockopt_string(zmq.LAST_ENDPOINT),
+                     "frame": robot.frame_endpoint or ""}
+        loop = ControlLoop(loop_config(endpoints, tmp_path, *extra, manifest=manifest))
+        try:
+            yield HandDriven(robot, states, loop)
+        finally:
+            loop.close()
+            states.close()
+
+
 def test_states_that_do_not_fit_the_model_stop_the_robot_and_are_counted(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A controller with a different joint count: no plan from its states, stop sent, said once; then it fits."""
-    import cv2
+    with hand_driven(tmp_path) as robot:
+        three, two = (lambda: robot.state([0.0] * 3)), (lambda: robot.state([0.0] * 2))
+        counters = robot.counters
+        robot.tick_until(lambda: counters["wrong_state_dim"] > 10, three)  # the model takes [q, dq] of 2 joints
+        assert counters["commands"] == 0 and counters["plans"] == 0 and counters["stops"] > 10
+        # Once wrong states arrive they are not counted as missing (the first ticks may be, before one arrives).
+        missing = counters["missing_state"]
+        robot.tick(10, three)
+        assert counters["missing_state"] == missing
+        assert robot.received and all(isinstance(message, protocol.Stop) for message in robot.received)
+        assert robot.reasons() == {"controller state does not fit the model"}
+        said = capsys.readouterr().err
+        assert said.count("dropped: fields 'q' and 'dq' have 3 and 3 values") == 1, said
+        assert "takes 2 each, 4 values" in said
+        robot.received.clear()
+        robot.tick_until(lambda: counters["commands"] > 5, two)
+        assert isinstance(robot.received[-1], protocol.Command)
+        robot.tick(5, three)  # wrong again: said again, and stopped again
+        assert capsys.readouterr().err.count("have 3 and 3 values") == 1
+        assert isinstance(robot.received[-1], protocol.Stop)
 
-    from runtime.link.controller_side import ControllerLink
 
-    image = cv2.imread(str(GOAL))
-    with ControllerLink(2, command_endpoint=ANY, state_endpoint=ANY, frame_endpoint=ANY) as robot:
-        endpoints = {"command": robot.command_endpoint, "state": robot.state_endpoint,
-                     "frame": robot.frame_endpoint or ""}
-        loop = ControlLoop(loop_config(endpoints, tmp_path))
-        try:
-            received: list[protocol.Command | protocol.Stop] = []
+NON_FINITE_PLANS = "model output not finite: no sampled plan has a finite cost (the predictor's latents)"
 
-            def publish_and_tick(joints: int, ticks: int) -> None:
-                """A controller's cycle: publish, let the loop tick, take what it sent (as a robot polls)."""
-                for _ in range(ticks):
-                    robot.publish_frame(image, time.time_ns())
-                    robot.publish_state(np.zeros(joints), np.zeros(joints), np.zeros(3), False, -1)
-                    time.sleep(0.01)
-                    loop.tick()
-                    message = robot.poll(timeout_ms=5)
-                    if message is not None:
-                        received.append(message)
 
-            publish_and_tick(3, 40)  # the demo model's proprio input is [q, dq] of 2 joints
-            counters = loop.telemetry.counters
-            assert counters["wrong_state_dim"] > 10
-            assert counters["commands"] == 0 and counters["plans"] == 0 and counters["stops"] > 10
-            # Once wrong states arrive they are not counted as missing (the first ticks may be, before one arrives).
-            missing = counters["missing_state"]
-            publish_and_tick(3, 10)
-            assert counters["missing_state"] == missing
-            assert received and all(isinstance(message, protocol.Stop) for message in received)
-            assert {message.reason for message in received} == {"controller state does not fit the model"}
-            said = capsys.readouterr().err
-            assert said.count("dropped: fields 'q' and 'dq' have 3 and 3 values") == 1, said
-            assert "takes 2 each, 4 values" in said
-            received.clear()
-            publish_and_tick(2, 40)
-            assert counters["commands"] > 0 and isinstance(received[-1], protocol.Command)
-            publish_and_tick(3, 5)  # wrong again: said again, and stopped again
-            assert capsys.readouterr().err.count("have 3 and 3 values") == 1
-            assert isinstance(received[-1], protocol.Stop)
-        finally:
-            loop.close()
+def test_a_nan_predictor_stops_the_robot_with_its_own_reason_said_once(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Every rollout NaN: never a stream of hold-still commands (which would feed the controller's watchdog)."""
+    with hand_driven(tmp_path, manifest=demo_with(tmp_path / "nan-predictor", predictor=True)) as robot:
+        counters = robot.counters
+        robot.tick_until(lambda: counters["plans"] > 10, lambda: robot.state([0.3, -0.2]))
+        assert counters["commands"] == 0
+        assert counters["non_finite_model"] == counters["plans"]
+        assert robot.received and robot.reasons() == {NON_FINITE_PLANS}
+        assert capsys.readouterr().err.count(NON_FINITE_PLANS) == 1
+        summary = robot.loop.summary()
+    assert summary["counters"]["non_finite_model"] == counters["non_finite_model"]
+
+
+def test_a_nan_latent_stops_without_planning_and_the_robot_resumes_once_it_is_finite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with hand_driven(tmp_path, manifest=demo_with(tmp_path / "nan-encoder", encoder=True)) as robot:
+        counters = robot.counters
+        moving, rest = (lambda: robot.state([0.3, -0.2])), (lambda: robot.state([0.0, 0.0]))
+        robot.tick_until(lambda: counters["non_finite_model"] > 10, moving)  # NaN for any state but rest
+        assert counters["plans"] == 0 and counters["commands"] == 0
+        assert robot.reasons() == {"model output not finite: the encoder's latent"}
+        robot.tick_until(lambda: counters["commands"] > 5, rest)
+        assert isinstance(robot.received[-1], protocol.Command)
+        robot.tick(5, moving)
+        assert isinstance(robot.received[-1], protocol.Stop)
+        assert capsys.readouterr().err.count("the encoder's latent") == 2  # once each time it starts
+
+
+def test_a_state_beyond_float32_stops_the_robot(tmp_path: Path) -> None:
+    """1e39 is a finite float64, so it passes the protocol, but the model's float32 input would be inf."""
+    with hand_driven(tmp_path) as robot:
+        robot.tick_until(lambda: robot.counters["non_finite_model"] > 10, lambda: robot.state([1e39, 0.0]))
+        assert robot.counters["commands"] == 0
+        assert robot.reasons() == {"model input not finite: the controller state is beyond float32 range"}
+
+
+def test_malformed_states_stop_the_robot_saying_what_is_wrong_and_the_first_is_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Not "no controller state", which sends an operator looking for a missing controller, not a broken one."""
+    with hand_driven(tmp_path, "link.state_timeout_ms=100") as robot:
+        counters = robot.counters
+        robot.tick_until(lambda: counters["bad_messages"] > 10 and counters["missing_state"] > 10,
+                         lambda: b"\x93garbage")
+        assert counters["commands"] == 0
+        malformed = [reason for reason in robot.reasons() if reason.startswith("state messages malformed: ")]
+        assert malformed and " since " in malformed[-1], robot.reasons()
+        said = [record.getMessage() for record in caplog.records if "bad_messages" in record.getMessage()]
+        assert len(said) == 1 and "not a msgpack message" in said[0], said
+
+
+def test_states_are_judged_by_their_stamp_and_older_ones_are_dropped(tmp_path: Path) -> None:
+    with hand_driven(tmp_path, "link.state_timeout_ms=200") as robot:
+        counters = robot.counters
+        robot.tick_until(lambda: counters["stale_state"] > 10,
+                         lambda: robot.state([0.3, -0.2], stamp=protocol.now_ns() - 2 * 10**9))  # arrive now, 2 s old
+        assert counters["commands"] == 0
+        assert all(reason.startswith("controller state stamped 2") and reason.endswith("(a delayed link, or clocks "
+                   "out of sync)") for reason in robot.reasons()), robot.reasons()
+        robot.tick_until(lambda: counters["commands"] > 0, lambda: robot.state([0.3, -0.2]))
+        robot.tick(5, lambda: robot.state([0.3, -0.2], stamp=protocol.now_ns() - 10**10))  # before the newest
+        assert counters["old_states"] >= 4
 
 
 def test_controller_killed_mid_run_then_back(tmp_path: Path) -> None:
