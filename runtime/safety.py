@@ -1,10 +1,15 @@
-"""The last gate before a command leaves: bounds, rate limit, and stop on anything non-finite."""
+"""The last gate before a command leaves: bounds, rate limit, and stop on anything non-finite.
+
+The controller keeps its own gate as well (runtime/link/safety_filter.py), which refuses rather than clips.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from runtime.link.safety_filter import limit_rate
 
 
 @dataclass
@@ -35,7 +40,7 @@ class SafetyFilter:
             self.reset()
             return SafetyVerdict(None, False, False, "non-finite action")
         bounded = np.clip(action, self.low, self.high)
-        limited = np.clip(bounded, self.previous - self.max_step, self.previous + self.max_step)
+        limited = limit_rate(bounded, self.previous, self.max_step)
         self.previous = limited
         return SafetyVerdict(
             limited,

@@ -259,8 +259,11 @@ class Watchdog:
         self.timeout_s = timeout_ms / 1000.0
         self._fed_at: float | None = None
 
-    def feed(self) -> None:
-        self._fed_at = time.monotonic()
+    def feed(self, now: float | None = None) -> None:
+        """Fed now, or at monotonic time `now`."""
+        self._fed_at = time.monotonic() if now is None else now
 
-    def expired(self) -> bool:
-        return self._fed_at is None or time.monotonic() - self._fed_at > self.timeout_s
+    def expired(self, now: float | None = None) -> bool:
+        """At monotonic time `now` (default: now)."""
+        now = time.monotonic() if now is None else now
+        return self._fed_at is None or now - self._fed_at > self.timeout_s

@@ -1,14 +1,15 @@
 """Any scene as a controller process: a Scene (runtime/sim/scene.py) behind a ControllerLink, in real time.
 
-It behaves like a real controller: it binds the protocol's sockets, applies the newest valid command to the
-scene's actuators (each as its mode says), holds still on a stop until the next command, holds still (and
-says so in its state) when no valid command arrived for watchdog_ms, and streams state (the scene's proprio
-joints as q and dq, its sites as ee) and rendered camera frames.
+It behaves like a real controller: it binds the protocol's sockets and passes the newest valid command through
+the controller-side safety filter (runtime/link/safety_filter.py: the scene's action bounds, refused beyond
+them; a rate limit of max_rate; stops and the watchdog) to the scene's actuators (each as its mode says). It
+holds still on a stop or a refused command until the next command, holds still (and says so in its state) when
+no valid command arrived for watchdog_ms, and streams state (the scene's proprio joints as q and dq, its sites
+as ee) and rendered camera frames.
 """
 
 from __future__ import annotations
 
-import logging
 import queue
 import signal
 import threading
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.link import protocol
-from runtime.link.controller_side import ControllerLink, Watchdog
+from runtime.link.controller_side import ControllerLink
+from runtime.link.safety_filter import ActionLimits, ControllerSafety
 from runtime.link.security import LinkSecurity
 from runtime.sim.scene import Scene
 from runtime.sim.scene_file import load_scene
-
-log = logging.getLogger(__name__)
 
 # ~200 Hz loop: commands are picked up within 5 ms, and the process sleeps in between (shared 2-core box).
 LOOP_PERIOD_S = 0.005
@@ -43,6 +43,9 @@ class SimControllerSettings:
     scene: str = "planar-arm"  # a shipped scene's name or a scene file (docs/tasks.md)
     image_size: int | None = None  # square camera images of this side; None: the scene's camera size
     watchdog_ms: float = 300.0
+    # Largest change of the applied action per second (action units/s): a backstop four times the runtime's default
+    # safety.max_rate, so it only acts on a runtime that does not limit its own rate.
+    max_rate: float = 160.0
     initial_q: tuple[float, ...] | None = None  # the proprio joints' positions at start; None: the scene's
     security: LinkSecurity | None = None  # CURVE key pair and client allowlist (docs/security.md); None: plaintext
     # True: physics follows the wall clock. False: each loop iteration advances physics by exactly one
@@ -117,35 +120,23 @@ def _stop_on_signals(stop_event: threading.Event) -> Iterator[None]:
 
 
 class _Robot:
-    """The scene as a controller drives it: command, stop and watchdog decide its actuator targets."""
+    """The scene as a controller drives it: the safety filter decides its actuator targets from commands and stops."""
 
-    def __init__(self, arm: Scene, settings: SimControllerSettings, counters: dict[str, int]) -> None:
+    def __init__(self, arm: Scene, settings: SimControllerSettings) -> None:
         self.arm = arm
         self.settings = settings
-        self.counters = counters
-        self.watchdog = Watchdog(settings.watchdog_ms)
-        self.moving = False  # executing a command (so silence is a watchdog stop)
-        self.last_command_seq = -1
+        limits = ActionLimits(arm.action_low, arm.action_high, f"scene {settings.scene}: action bounds")
+        self.safety = ControllerSafety(limits, settings.max_rate, settings.watchdog_ms)
         self.sim_origin = time.monotonic()  # wall time that corresponds to simulated time 0
 
     def apply(self, message: protocol.Command | protocol.Stop | None) -> None:
-        if isinstance(message, protocol.Command):
-            self.arm.apply(message.action)
-            self.watchdog.feed()
-            self.moving = True
-            self.last_command_seq = message.seq
-            self.counters["commands_applied"] += 1
-        elif isinstance(message, protocol.Stop):
-            self._hold_still()
-            self.counters["stops_applied"] += 1
-        if self.moving and self.watchdog.expired():
-            self._hold_still()
-            self.counters["watchdog_stops"] += 1
-            log.warning("no valid command for %.0f ms: holding the arm still", self.settings.watchdog_ms)
-
-    def _hold_still(self) -> None:
-        self.arm.hold_still()
-        self.moving = False
+        actuation = self.safety.update(message)
+        if actuation is None:
+            return
+        if actuation.action is None:
+            self.arm.hold_still()
+        else:
+            self.arm.apply(actuation.action)
 
     def advance(self, now: float) -> None:
         """Step physics up to wall time `now` (realtime) or by one loop period."""
@@ -172,14 +163,13 @@ def run_sim_controller(
     stop_event = stop_event or threading.Event()
     start = time.monotonic()
     state_rate, frame_rate = _Rate(settings.state_hz, start), _Rate(settings.frame_hz, start)
-    counters = {"watchdog_stops": 0, "commands_applied": 0, "stops_applied": 0}
     with ExitStack() as cleanup:
         size = None if settings.image_size is None else (settings.image_size, settings.image_size)
         arm = Scene(load_scene(settings.scene), size)
         cleanup.callback(arm.close)
         if settings.initial_q is not None:
             arm.set_proprio_q(np.asarray(settings.initial_q, dtype=np.float64))
-        robot = _Robot(arm, settings, counters)
+        robot = _Robot(arm, settings)
         link = ControllerLink(
             action_dim=arm.action_dim,
             command_endpoint=settings.command_endpoint,
@@ -200,8 +190,9 @@ def run_sim_controller(
                 handle._serve(arm)
             if state_rate.due(now):
                 q, dq = arm.proprio()
-                link.publish_state(q, dq, arm.site_positions(), not robot.moving, robot.last_command_seq)
+                link.publish_state(q, dq, arm.site_positions(), not robot.safety.moving,
+                                   robot.safety.last_command_seq)
             if frame_rate.due(now):
                 stamp = protocol.now_ns()  # the capture instant is the physics state, before rendering
                 link.publish_frame(arm.render(), stamp)
-        return {**link.counters, **counters}
+        return {**link.counters, **robot.safety.counters}

@@ -11,10 +11,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import msgpack
 import numpy as np
 import pytest
+import zmq
 from waiting import drive_until, wait_state
 
+from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
 from runtime.sim.arm import forward_kinematics
 from runtime.sim.controller import SimControllerSettings, run_sim_controller
@@ -121,6 +124,52 @@ def test_a_stop_holds_the_arm_until_the_next_command(
     resumed = drive_until(runtime, action=[1.0, 0.0], ttl_ms=1000.0, condition=lambda s: not s.stopped and s.dq[0] > 0)
     assert resumed.last_command_seq > held.last_command_seq
     assert controller.halt()["stops_applied"] == 1
+
+
+def test_a_command_beyond_the_scenes_bounds_holds_the_arm_still_at_once(
+    controller: RunningController, runtime: RuntimeLink
+) -> None:
+    """Refused by the controller's own safety filter, not clipped and not left running until the watchdog."""
+    drive_until(runtime, lambda s: not s.stopped and s.dq[0] > 0.5, action=[1.0, 0.0], ttl_ms=1000.0)
+    held = drive_until(runtime, lambda s: s.stopped, action=[5.0, 0.0], ttl_ms=1000.0)  # the arm's bounds are ±2
+    assert held.last_command_seq >= 0
+    resumed = drive_until(runtime, lambda s: not s.stopped, action=[1.0, 0.0], ttl_ms=1000.0)
+    assert resumed.last_command_seq > held.last_command_seq
+    counters = controller.halt()
+    assert counters["out_of_bounds"] >= 1 and counters["watchdog_stops"] == 0
+
+
+def test_a_non_finite_command_holds_the_arm_still_at_once(controller: RunningController, runtime: RuntimeLink,
+                                                          zmq_context: zmq.Context) -> None:
+    drive_until(runtime, lambda s: not s.stopped and s.dq[0] > 0.5, action=[1.0, 0.0], ttl_ms=1000.0)
+    publisher = zmq_context.socket(zmq.PUB)  # a runtime gone wrong, on the same session as the one driving
+    publisher.connect(controller.endpoints["command"])
+    nan = protocol.Command(seq=10**9, action=np.zeros(2), stamp_capture=0, stamp_send=0, ttl_ms=1000.0,
+                           session=runtime.session)
+    body = msgpack.unpackb(protocol.encode(nan)) | {"action": [float("nan"), 0.0], "stamp_send": protocol.now_ns()}
+    for _ in range(100):  # PUB/SUB: until the connection is up and the arm held
+        publisher.send(msgpack.packb(body))
+        state = wait_state(runtime, 0.02)
+        if state is not None and state.stopped:
+            break
+    assert state is not None and state.stopped
+    counters = controller.halt()
+    assert counters["non_finite"] >= 1 and counters["watchdog_stops"] == 0 and counters["bad_messages"] == 0
+
+
+def test_the_applied_action_is_rate_limited() -> None:
+    """With max_rate 4 rad/s², a jump to 2 rad/s from rest takes about half a second, counted."""
+    running = start_controller(SimControllerSettings(command_endpoint=ANY_PORT, state_endpoint=ANY_PORT,
+                                                     frame_endpoint=ANY_PORT, frame_hz=1.0, max_rate=4.0))
+    try:
+        with RuntimeLink(running.endpoints["command"], running.endpoints["state"]) as runtime:
+            first = drive_until(runtime, lambda s: not s.stopped, action=[2.0, 0.0], ttl_ms=1000.0)
+            assert first.dq[0] < 1.0  # at most 0.4 on the first command, then +4 rad/s² (each state is ≤ 10 ms old)
+            fast = drive_until(runtime, lambda s: s.dq[0] > 1.9, action=[2.0, 0.0], ttl_ms=1000.0)
+            assert fast.stamp - first.stamp > 0.3e9
+    finally:
+        counters = running.halt()
+    assert counters["rate_limited"] > 5
 
 
 def test_frames_stream_with_increasing_seq_and_capture_stamps(controller: RunningController) -> None:
