@@ -86,7 +86,9 @@ class LinkSection(_Section):
     )
     command_ttl_ms: float = Field(200.0, gt=0, description="Time-to-live stamped on each command.")
     state_timeout_ms: float = Field(
-        500.0, gt=0, description="No controller state for this long: count missing state and send stop."
+        500.0, gt=0, description="No controller state for this long, or a state stamped this long ago, stops the "
+                                 "robot (missing_state / stale_state); a state stamped this far ahead is dropped "
+                                 "(future_states)."
     )
     goal_endpoint: str | None = Field(
         protocol.DEFAULT_GOAL_ENDPOINT,
