@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
 from runtime.cli.bench import bench_model, bench_planner
@@ -19,6 +22,14 @@ from runtime.cli.tune import tune
 
 app = typer.Typer(help="edgeloop: perception model -> world-model planner -> commands over ZeroMQ.",
                   no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _logging() -> None:
+    """Warnings the library logs (a peer refused, the first bad message of a kind) reach stderr, stamped."""
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s edgeloop %(name)s: %(message)s")
+
+
 app.command("run")(run)
 app.command("demo")(demo)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -68,7 +66,6 @@ def controller_sim(
     (use port * for ephemeral ports) and, at exit, {"event": "exit", "counters": {...}}; with --secret-key the
     counters include the refused peers (docs/security.md).
     """
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     try:
         joints = load_scene(scene).proprio.joints
     except SceneError as exc:
