@@ -34,7 +34,7 @@ from runtime.recording import RecordingWriter
 from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
-from runtime.telemetry import Telemetry, TimingSeries
+from runtime.telemetry import LogHistogram, Telemetry
 from runtime.tick_decision import Act, Decision, ModelOutput, TickView, decide, frame_is_fresh, judge_model_output
 from runtime.world import load_world_model
 
@@ -96,7 +96,7 @@ class ControlLoop:
                 self.goal_server.close()  # free the bound port for a retry in this process
             raise
         # Per-plan diagnostics for the summary.
-        self.plan_ms, self.plan_iterations, self.plan_spread = TimingSeries(), TimingSeries(), TimingSeries()
+        self.plan_ms, self.plan_iterations, self.plan_spread = LogHistogram(), LogHistogram(), LogHistogram()
         self.last_plan: PlanResult | None = None
         self.frame: SourceFrame | None = None
         self.state: protocol.State | None = None
@@ -403,9 +403,9 @@ class ControlLoop:
                 "plans": counters["plans"],
                 "plan_ms_p50": plan_ms["p50"],
                 "plan_ms_p99": plan_ms["p99"],
-                "iterations_mean": _mean(self.plan_iterations),
+                "iterations_mean": self.plan_iterations.mean,
                 "deadline_hits": counters["deadline_hits"],
-                "spread_mean": _mean(self.plan_spread),
+                "spread_mean": self.plan_spread.mean,
                 "execute_steps": self.config.planner.execute_steps,
                 "commands_per_plan": counters["commands"] / counters["plans"] if counters["plans"] else 0.0,
             },
@@ -434,7 +434,3 @@ class ControlLoop:
         (self.run_dir / "config.yaml").write_text(dump_config(self.config))
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-
-
-def _mean(series: TimingSeries) -> float:
-    return float(series.values.mean()) if series.count else 0.0
