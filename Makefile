@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup sysdeps demo test lint model int8 goal-sets task-model clean
+.PHONY: setup sysdeps demo test lint soak model int8 goal-sets task-model clean
 
 # System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
 # the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
@@ -45,6 +45,12 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check runtime perception planning calibration tests
 	$(VENV)/bin/mypy
+
+# The demo's closed loop for MINUTES (default 30) with goals switching: RSS growth and tick p99 drift, written to
+# build/soak.json (docs/reliability.md, Soak). It keeps about one core busy.
+MINUTES ?= 30
+soak: setup
+	$(VENV)/bin/edgeloop bench soak --minutes $(MINUTES) --out build/soak.json
 
 # Regenerate the shipped demo model, goal images and recorded feed from scratch (about 10 minutes on 2 cores:
 # recording 1.5, training 7-8; docs/training.md).

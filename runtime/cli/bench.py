@@ -1,4 +1,5 @@
-"""`edgeloop bench model | planner`: latency per backend; our planners beside pytorch-mppi (docs/benchmarks.md)."""
+"""`edgeloop bench model | planner | soak`: latency per backend; our planners beside pytorch-mppi (docs/benchmarks.md);
+memory and latency over a long closed-loop run (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,38 @@ def bench_planner(
                    f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
                    f"ticks {entry['mean_ticks']:.1f}{speedup}")
 
+
+
+def bench_soak(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    minutes: Annotated[float, typer.Option(min=0.1, help="How long to run the closed loop.")] = 30.0,
+    switch_s: Annotated[float, typer.Option(min=0.5, help="A new held-out goal every this many seconds.")] = 5.0,
+    window_s: Annotated[float, typer.Option(min=1.0, help="The first and last windows whose tick p99 are compared "
+                                                          "(the first is also the warm-up RSS is measured after).")]
+    = 60.0,
+    out: Annotated[Path | None, typer.Option(help="Also write the report's JSON to this file.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """The demo's closed loop against the sim controller process for a long time, goals switching: RSS growth and
+    tick p99 drift (docs/reliability.md, Soak)."""
+    from runtime.config import ConfigError
+    from runtime.evaluation.demo import DemoError
+    from runtime.evaluation.soak import run_soak
+
+    try:
+        result = run_soak(config, minutes, set_ or [], switch_s=switch_s, window_s=window_s, verbose=not json_)
+    except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    if json_:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{result['minutes']:.1f} min, {result['goals_switched']} goals ({result['goals_reached']} reached) | "
+               f"RSS {result['rss_mb_after_warmup']:.1f} -> {result['rss_mb_end']:.1f} MB "
+               f"({result['rss_growth_mb']:+.1f} MB, {result['rss_slope_mb_per_hour']:+.2f} MB/h; controller "
+               f"{result['controller_rss_slope_mb_per_hour']:+.2f} MB/h) | tick p99 "
+               f"{result['tick_p99_ms_first_window']:.1f} -> {result['tick_p99_ms_last_window']:.1f} ms | loop "
+               f"{result['loop_hz']:.1f} Hz | run {result['run_dir']}")
