@@ -221,7 +221,7 @@ class RunConfig(_Section):
     runs_dir: Path = Field(Path("runs"), description="Where runs/<id>/summary.json and recordings go.")
 
 
-def _format_errors(error: ValidationError, origin: str) -> str:
+def format_errors(error: ValidationError, origin: str) -> str:
     lines = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
@@ -272,7 +272,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from exc
+        raise ConfigError(format_errors(exc, origin)) from exc
 
 
 def dump_config(config: RunConfig) -> str:

@@ -49,13 +49,26 @@ def train(
     scene: Annotated[str, typer.Option(help="The scene the episodes were recorded in: its actions, proprio and "
                                             "bounds go into the manifest.")] = "planar-arm",
     task: Annotated[str | None, typer.Option(help="The task the episodes came from, for the manifest.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other training setting: key=value "
+                                                   "(repeatable; docs/training.md), e.g. hidden=512.")] = None,
 ) -> None:
     """Train the world model (encoder + predictor) on recorded episodes and export it with its manifest."""
+    from pydantic import ValidationError
+
     from planning.training import TrainSettings
+    from runtime.config import ConfigError, apply_override, format_errors
     from runtime.offline.train import NoRecordingsError, train_from_recordings
     from runtime.sim.scene_file import SceneError
 
-    settings = TrainSettings(seed=seed, epochs=epochs, threads=threads, time_budget_s=time_budget_s)
+    values: dict[str, object] = {"seed": seed, "epochs": epochs, "threads": threads, "time_budget_s": time_budget_s}
+    try:
+        for assignment in set_ or []:
+            apply_override(values, assignment)
+        settings = TrainSettings.model_validate(values)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    except ValidationError as exc:
+        raise fail(format_errors(exc, "training settings (--set)")) from exc
     try:
         trained = train_from_recordings(data, out, settings, scene=scene, task=task)
     except NoRecordingsError as exc:
