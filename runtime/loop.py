@@ -30,7 +30,7 @@ from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
-from runtime.recording import RecordingWriter
+from runtime.recording import STOP_TOPIC, RecordingWriter
 from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
@@ -42,7 +42,7 @@ StopCondition = Callable[[protocol.State | None], bool]
 
 # Counters this loop adds to the telemetry's own.
 LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
-                 "wrong_state_dim", "stale_state", "non_finite_model")
+                 "wrong_state_dim", "stale_state", "non_finite_model", "state_outages")
 # The link's drop counters that the summary carries as they are (its bad_messages add to the source's).
 LINK_DROP_COUNTERS = ("old_states", "future_states")
 
@@ -97,6 +97,9 @@ class ControlLoop:
             raise
         # Per-plan diagnostics for the summary.
         self.plan_ms, self.plan_iterations, self.plan_spread = LogHistogram(), LogHistogram(), LogHistogram()
+        # Each outage of the controller's state: from the last state before it to the first one after, ms.
+        self.outage_ms = LogHistogram()
+        self._outage_since: float | None = None  # perf_counter of the last state heard before the current outage
         self.last_plan: PlanResult | None = None
         self.frame: SourceFrame | None = None
         self.state: protocol.State | None = None
@@ -199,8 +202,10 @@ class ControlLoop:
         self._chunk = None
 
     def _send_stop(self, reason: str) -> None:
-        self.link.send_stop(reason)
+        seq = self.link.send_stop(reason)
         self.telemetry.counters["stops"] += 1
+        if self.recording is not None:
+            self.recording.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
         self._replan()
         if not self._stopped:
             self.safety.reset()
@@ -227,6 +232,8 @@ class ControlLoop:
                 counters["wrong_state_dim"] += 1
                 self.state = None  # never plan from an older state once the controller sends ones that do not fit
         frame_age_ms = None if self.frame is None else (now - self._frame_seen) * 1000
+        state_age_ms = None if self.state is None else (now - self._state_seen) * 1000
+        self._note_outage(state_age_ms, now)
         if self.goal_server is not None:
             # After the frame is read: a capture takes the newest view, and only a fresh one.
             fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
@@ -236,7 +243,7 @@ class ControlLoop:
 
         chunk_left = 0 if self._chunk is None else len(self._chunk) - self._chunk_next
         view = TickView(frame_age_ms=frame_age_ms, state_fits=self._wrong_state_shape is None,
-                        state_age_ms=None if self.state is None else (now - self._state_seen) * 1000,
+                        state_age_ms=state_age_ms,
                         state_stamp_age_ms=None if self.state is None else (protocol.now_ns() - self.state.stamp) / 1e6,
                         state_trouble=self.link.state_trouble(), has_goal=self.goal is not None, chunk_left=chunk_left)
         decision = decide(view, frame_timeout_ms=self.config.source.frame_timeout_ms,
@@ -255,6 +262,19 @@ class ControlLoop:
         counters["drops"] = self.source.dropped
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
         counters.update({name: self.link.counters.get(name, 0) for name in LINK_DROP_COUNTERS})
+
+    def _note_outage(self, state_age_ms: float | None, now: float) -> None:
+        """Count each time the controller's state stops coming (its newest is older than the state timeout, whatever
+        the tick's stop says first: a controller that is also the camera goes stale as frames too) and, when a state
+        comes again, how long it was gone."""
+        timeout_ms = self.config.link.state_timeout_ms
+        if self._outage_since is None:
+            if state_age_ms is not None and state_age_ms > timeout_ms:
+                self._outage_since = self._state_seen
+                self.telemetry.counters["state_outages"] += 1
+        elif state_age_ms is not None and state_age_ms <= timeout_ms:
+            self.outage_ms.add((now - self._outage_since) * 1000)
+            self._outage_since = None
 
     def _plan(self, frame: SourceFrame,
               state: protocol.State) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
@@ -322,8 +342,8 @@ class ControlLoop:
         assert self.recording is not None
         stamp = protocol.now_ns()
         self.recording.write_image(frame.image, frame.stamp_ns, seq)
-        self.recording.write_json("/robot/state", {"seq": state.seq, "q": state.q.tolist(), "dq": state.dq.tolist(),
-                                                   "ee": state.ee.tolist()}, stamp, seq)
+        self.recording.write_json("/robot/state", {"seq": state.seq, "stamp_ns": state.stamp, "q": state.q.tolist(),
+                                                   "dq": state.dq.tolist(), "ee": state.ee.tolist()}, stamp, seq)
         if planned is not None:  # ticks inside an action chunk send a planned action without planning
             latent, plan = planned
             self.recording.write_json("/model/latent", {"latent": latent.tolist()}, stamp, seq)
@@ -411,7 +431,9 @@ class ControlLoop:
             },
             "goal": {"description": self.goal.description if self.goal is not None else None,
                      "endpoint": self.goal_endpoint},
-            "link": {"session": self.link.session},
+            "link": {"session": self.link.session,  # outages: counters["state_outages"]
+                     "outage_s_longest": self.outage_ms.max / 1000 if self.outage_ms.count else 0.0,
+                     "outage_s_total": self.outage_ms.total / 1000},
             "run_dir": str(self.run_dir),
             "config": json.loads(self.config.model_dump_json()),
         }

@@ -1,7 +1,7 @@
 """MCAP recordings: writer for runs and episodes, readers for training data and the ``mcap:`` source.
 
 Images go on ``/camera/image`` as ``foxglove.CompressedImage`` (JSON encoding, PNG payload), so
-Foxglove shows them. Robot state, commands and anything else go on their own JSON channels. All
+Foxglove shows them. Robot state, commands, a run's stops and anything else go on their own JSON channels. All
 messages of one control tick share the MCAP ``sequence`` number, which is how readers align them.
 """
 
@@ -22,6 +22,7 @@ from mcap.writer import CompressionType, Writer
 IMAGE_TOPIC = "/camera/image"
 STATE_TOPIC = "/robot/state"
 COMMAND_TOPIC = "/robot/command"
+STOP_TOPIC = "/robot/stop"  # a run's stops: seq and reason
 # Training episodes recorded in simulation: what the camera shows that the task is about (docs/training.md).
 VISUAL_STATE_TOPIC = "/task/visual_state"
 

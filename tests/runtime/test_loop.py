@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,13 +36,10 @@ ANY = "tcp://127.0.0.1:*"
 
 
 class SimControllerThread:
-    """run_sim_controller in a background thread, restartable on the endpoints it first bound."""
+    """run_sim_controller in a background thread on ephemeral ports."""
 
-    def __init__(self, endpoints: dict[str, str] | None = None, watchdog_ms: float = 300.0) -> None:
-        endpoints = endpoints or {"command": ANY, "state": ANY, "frame": ANY}
-        self.settings = SimControllerSettings(command_endpoint=endpoints["command"],
-                                              state_endpoint=endpoints["state"],
-                                              frame_endpoint=endpoints["frame"], watchdog_ms=watchdog_ms)
+    def __init__(self) -> None:
+        self.settings = SimControllerSettings(command_endpoint=ANY, state_endpoint=ANY, frame_endpoint=ANY)
         self.stop_event = threading.Event()
         ready = threading.Event()
         self.endpoints: dict[str, str] = {}
@@ -287,85 +286,48 @@ def test_states_are_judged_by_their_stamp_and_older_ones_are_dropped(tmp_path: P
         assert counters["old_states"] >= 4
 
 
-def test_controller_killed_mid_run_then_back(tmp_path: Path) -> None:
-    """The runtime keeps running, counts missing state, sends stops, and resumes when the controller returns."""
-    first = SimControllerThread()
-    loop = ControlLoop(loop_config(first.endpoints, tmp_path, "link.state_timeout_ms=200",
-                                   "source.frame_timeout_ms=200"))
-    runner = threading.Thread(target=loop.run, kwargs={"duration_s": 30.0}, daemon=True)
-    runner.start()
-    counters = loop.telemetry.counters
+# -- faults with real processes: `edgeloop controller sim` and `edgeloop run` as children, killed -------------------
 
-    def wait(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+class ControllerProcess:
+    """`edgeloop controller sim` as a child process, on given endpoints (a port of * is picked by the OS); its ready
+    and exit lines are read from stdout as it runs, its stderr kept."""
 
-    try:
-        assert wait(lambda: counters["commands"] > 5)
-        first.stop()
-        stops_before = counters["stops"]
-        assert wait(lambda: counters["stale_frames"] + counters["missing_state"] > 3)
-        assert wait(lambda: counters["stops"] > stops_before + 3)
-        commands_while_gone = counters["commands"]
-        second = SimControllerThread(first.endpoints)
+    def __init__(self, endpoints: dict[str, str] | None = None, watchdog_ms: float = 300.0) -> None:
+        endpoints = endpoints or {"command": ANY, "state": ANY, "frame": ANY}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "controller", "sim", "--command-endpoint", endpoints["command"],
+             "--state-endpoint", endpoints["state"], "--frame-endpoint", endpoints["frame"],
+             "--watchdog-ms", str(watchdog_ms)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"MUJOCO_GL": "egl"})
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        stdout, stderr = self.process.stdout, self.process.stderr
+        threading.Thread(target=lambda: [self.events.put(json.loads(line)) for line in stdout if line.startswith("{")],
+                         daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(stderr), daemon=True).start()
+        ready = self._event("ready")
+        self.endpoints = {name: ready[name] for name in ("command", "state", "frame")}
+
+    def _event(self, name: str) -> dict[str, Any]:
         try:
-            assert wait(lambda: counters["commands"] > commands_while_gone + 5), "did not recover"
-        finally:
-            loop.stop_requested.set()
-            runner.join(10)
-            assert second.stop()["commands_applied"] > 0
-    finally:
-        loop.stop_requested.set()
-        runner.join(10)
-        loop.close()
+            event = self.events.get(timeout=60)
+        except queue.Empty:
+            raise AssertionError(f"controller printed no {name!r} line: {''.join(self.stderr)[-2000:]}") from None
+        assert event["event"] == name, event
+        return event
 
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no clean-up, no last message
+        self.process.wait(10)
 
-def _run_cli(config: Path, tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--config", str(config)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"MUJOCO_GL": "egl"})
-
-
-def _write_config(tmp_path: Path, endpoints: dict[str, str]) -> Path:
-    path = tmp_path / "run.yaml"
-    config = loop_config(endpoints, tmp_path)
-    from runtime.config import dump_config
-
-    path.write_text(dump_config(config))
-    return path
-
-
-def test_sigterm_stops_cleanly_and_watchdog_holds_arm_when_runtime_dies(controller: SimControllerThread,
-                                                                       tmp_path: Path) -> None:
-    config = _write_config(tmp_path, controller.endpoints)
-    observer = RuntimeLink(controller.endpoints["command"], controller.endpoints["state"])
-    try:
-        # SIGTERM: stop sent, summary written, exit 0.
-        process = _run_cli(config, tmp_path)
-        assert _wait_for(lambda: (s := observer.latest_state()) is not None and not s.stopped, 60), \
-            "runtime never moved the arm"
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err
-        assert json.loads(out.strip().splitlines()[-1])["counters"]["commands"] > 0
-        assert list((tmp_path / "runs").glob("*/summary.json"))
-
-        # SIGKILL: no stop is sent; the controller's watchdog must hold the arm still.
-        process = _run_cli(config, tmp_path)
-        assert _wait_for(lambda: (s := observer.latest_state()) is not None and not s.stopped, 60)
-        watchdog_before = controller.counters.get("watchdog_stops", 0)
-        process.kill()
-        process.wait(10)
-        # The watchdog stops the arm and it comes to rest (braking takes a few physics steps).
-        assert _wait_for(lambda: (s := observer.latest_state()) is not None and s.stopped
-                         and bool(np.all(np.abs(s.dq) < 0.05)), 10)
-    finally:
-        observer.close()
-    assert controller.stop()["watchdog_stops"] >= watchdog_before + 1
+    def terminate(self) -> dict[str, int]:
+        """SIGTERM; the counters it prints at exit."""
+        if self.process.poll() is not None:
+            return {}
+        self.process.terminate()
+        self.process.wait(30)
+        return dict(self._event("exit")["counters"])
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -375,6 +337,153 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def _next_state(observer: RuntimeLink, condition: Callable[[protocol.State], bool],
+                timeout_s: float = 30.0) -> protocol.State:
+    """The first state the controller publishes that meets `condition`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = observer.latest_state()
+        if state is not None and condition(state):
+            return state
+        time.sleep(0.002)
+    raise AssertionError("no such state from the controller")
+
+
+def _listen(endpoint: str, seconds: float) -> list[tuple[int, protocol.Command | protocol.Stop]]:
+    """Bind a controller's command endpoint ourselves and take what the runtime sends to it for `seconds`, each
+    message with the time it arrived."""
+    with zmq.Context() as context, context.socket(zmq.SUB) as socket:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.bind(endpoint)
+        received: list[tuple[int, protocol.Command | protocol.Stop]] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if socket.poll(int(left * 1000) + 1):
+                message = protocol.decode(socket.recv())
+                assert isinstance(message, protocol.Command | protocol.Stop), message
+                received.append((protocol.now_ns(), message))
+        return received
+
+
+def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: Path) -> None:
+    """The runtime counts the outage once; from then on it sends stops only; it resumes with the restarted
+    controller, and every command after the outage comes from the new controller's state and frames."""
+    first = ControllerProcess()
+    endpoints = first.endpoints
+    loop = ControlLoop(loop_config(endpoints, tmp_path, "link.state_timeout_ms=200", "source.frame_timeout_ms=200",
+                                   "record=true"))
+    runner = threading.Thread(target=loop.run, kwargs={"duration_s": 120.0}, daemon=True)
+    runner.start()
+    counters = loop.telemetry.counters
+    second: ControllerProcess | None = None
+    try:
+        assert _wait_for(lambda: counters["commands"] > 10, 60), dict(counters)
+        first.kill()
+        assert _wait_for(lambda: counters["state_outages"] == 1, 10), dict(counters)
+        noticed_ns, commands_before = protocol.now_ns(), counters["commands"]
+        sent_while_gone = _listen(endpoints["command"], 1.5)
+        assert counters["commands"] == commands_before  # from the outage on, only stops
+        assert any(isinstance(message, protocol.Stop) for _, message in sent_while_gone)
+        # ZeroMQ keeps what the runtime sent in the state timeout after the kill (planned from the last state, within
+        # that timeout) for the next peer on the port; nothing sent after the runtime noticed is a command.
+        assert all(message.stamp_send < noticed_ns for _, message in sent_while_gone
+                   if isinstance(message, protocol.Command)), sent_while_gone
+        restarted_ns = protocol.now_ns()
+        second = ControllerProcess(endpoints)
+        with RuntimeLink(endpoints["command"], endpoints["state"]) as observer:
+            # The new controller reports the first command it applied: the runtime is back.
+            _next_state(observer, lambda state: state.last_command_seq >= 0 and not state.stopped)
+        assert _wait_for(lambda: counters["commands"] > commands_before + 10, 30)
+    finally:
+        loop.stop_requested.set()
+        runner.join(10)
+        summary = loop.close()
+        applied = second.terminate() if second is not None else {}
+        first.terminate()
+    assert summary["counters"]["state_outages"] == 1
+    assert summary["link"]["outage_s_longest"] == summary["link"]["outage_s_total"] > 0.2
+    assert applied["commands"] > 0 and applied["expired"] == 0 and applied["sessions"] == 1
+
+    # From the recording: each command with the state and frame it was planned from (one MCAP sequence a tick).
+    ticks: dict[int, dict[str, Any]] = {}
+    for topic, sequence, stamp, payload in iter_messages(Path(summary["run_dir"]) / "run.mcap",
+                                                         ["/robot/command", "/robot/state", "/camera/image"]):
+        ticks.setdefault(sequence, {})[topic] = stamp if topic == "/camera/image" else payload
+    commands = [tick for _, tick in sorted(ticks.items()) if "/robot/command" in tick]
+    assert len(commands) == summary["counters"]["commands"]
+    for tick in commands[commands_before:]:  # after the outage: only the new controller's states and frames
+        assert tick["/robot/state"]["stamp_ns"] > restarted_ns and tick["/camera/image"] > restarted_ns
+
+
+def _run_cli(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--config", str(config)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"MUJOCO_GL": "egl"})
+
+
+def _write_config(tmp_path: Path, endpoints: dict[str, str], *extra: str) -> Path:
+    from runtime.config import dump_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_config(loop_config(endpoints, tmp_path, *extra)))
+    return path
+
+
+def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Path) -> None:
+    """A controller whose watchdog would take a minute: only the runtime's stop can hold the arm after SIGTERM."""
+    controller = ControllerProcess(watchdog_ms=60_000)
+    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
+    try:
+        with RuntimeLink(controller.endpoints["command"], controller.endpoints["state"]) as observer:
+            _next_state(observer, lambda state: not state.stopped, 60)  # the runtime moves the arm
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=30)
+            _next_state(observer, lambda state: state.stopped)
+    finally:
+        process.kill()
+        counters = controller.terminate()
+    assert process.returncode == 0, err
+    assert counters["watchdog_stops"] == 0 and counters["stops"] >= 1
+    [run_dir] = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads(out.strip().splitlines()[-1])["counters"] == summary["counters"]
+    recorded = list(iter_messages(run_dir / "run.mcap"))  # reads to the end: the file is complete
+    topics = [topic for topic, *_ in recorded]
+    assert summary["counters"]["commands"] > 0
+    assert topics.count("/robot/command") == summary["counters"]["commands"]
+    assert topics.count("/robot/stop") == summary["counters"]["stops"]
+    last_topic, _, _, last = recorded[-1]
+    assert last_topic == "/robot/stop" and last["reason"] == "runtime exiting"
+
+
+def test_runtime_killed_9_the_controller_holds_within_its_watchdog(tmp_path: Path) -> None:
+    """SIGKILL sends no stop: the controller's watchdog holds the arm, and a restarted runtime drives it again."""
+    watchdog_ms = 300.0
+    controller = ControllerProcess(watchdog_ms=watchdog_ms)
+    config = _write_config(tmp_path, controller.endpoints)
+    process = _run_cli(config)
+    try:
+        with RuntimeLink(controller.endpoints["command"], controller.endpoints["state"]) as observer:
+            _next_state(observer, lambda state: not state.stopped, 60)
+            process.kill()
+            process.wait(10)
+            killed_ns = protocol.now_ns()
+            held = _next_state(observer, lambda state: state.stopped)
+            # Held by the watchdog: no later than its time after the last command (sent before the kill); the
+            # margin is for the controller's 5 ms loop and 10 ms state periods and this observer, on a loaded box.
+            assert (held.stamp - killed_ns) / 1e6 <= watchdog_ms + 200, (held.stamp - killed_ns) / 1e6
+            _next_state(observer, lambda state: state.stopped and bool(np.all(np.abs(state.dq) < 0.05)), 10)
+            process = _run_cli(config)  # a new session takes over the robot
+            _next_state(observer, lambda state: not state.stopped, 60)
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+    finally:
+        process.kill()
+        counters = controller.terminate()
+    assert counters["watchdog_stops"] >= 1 and counters["sessions"] == 2
 
 
 def test_bad_manifest_is_refused_by_the_cli(tmp_path: Path) -> None:
