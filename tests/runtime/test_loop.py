@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import zmq
 from model_faults import demo_with
+from waiting import drive_until
 
 from runtime.config import RunConfig, load_config
 from runtime.link import protocol
@@ -424,6 +425,23 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
     assert len(commands) == summary["counters"]["commands"]
     for tick in commands[commands_before:]:  # after the outage: only the new controller's states and frames
         assert tick["/robot/state"]["stamp_ns"] > restarted_ns and tick["/camera/image"] > restarted_ns
+
+
+@pytest.mark.xfail(strict=True, reason="the runtime's command PUB keeps what it sent after its peer died and hands "
+                   "it to the next peer on the port; ZMQ_IMMEDIATE=1 on it (runtime/link/runtime_side.py) drops "
+                   "that (docs/reliability.md, Process faults)")
+def test_commands_sent_after_the_controller_died_never_reach_the_next_one_on_its_port() -> None:
+    """What the loop sends in the state timeout after a kill -9 (planned from the dead controller's last state)
+    must not be applied by a controller restarted within the commands' time-to-live."""
+    controller = ControllerProcess()
+    with RuntimeLink(controller.endpoints["command"], controller.endpoints["state"]) as link:
+        drive_until(link, lambda state: state.last_command_seq >= 0, [0.0, 0.0])  # connected both ways
+        controller.kill()
+        for _ in range(6):  # 200 ms at 30 Hz
+            link.send_command(np.zeros(2), protocol.now_ns(), ttl_ms=200.0)
+            time.sleep(1 / 30)
+        arrived = _listen(controller.endpoints["command"], 1.0)
+    assert not [message for _, message in arrived if isinstance(message, protocol.Command)]
 
 
 def _run_cli(config: Path) -> subprocess.Popen[str]:
