@@ -115,7 +115,10 @@ def _soak(loop: ControlLoop, controller_pid: int, goals: list[tuple[np.ndarray, 
     end = samples[-1, 0]
     last_window = ticks.since(next(mark for at, mark in recent if at >= end - window_s))
     warm = samples[samples[:, 0] >= window_s]
-    hours = warm[:, 0] / 3600
+
+    def slope_mb_per_hour(column: int) -> float:  # least squares over the samples after warm-up
+        return float(np.polyfit(warm[:, 0] / 3600, warm[:, column], 1)[0]) if len(warm) > 1 else 0.0
+
     first_p99 = float(first_window.percentiles([99])[0])
     last_p99 = float(last_window.percentiles([99])[0])
     return {
@@ -128,10 +131,10 @@ def _soak(loop: ControlLoop, controller_pid: int, goals: list[tuple[np.ndarray, 
         "rss_mb_after_warmup": float(warm[0, 1]),
         "rss_mb_end": float(samples[-1, 1]),
         "rss_growth_mb": float(samples[-1, 1] - warm[0, 1]),
-        "rss_slope_mb_per_hour": float(np.polyfit(hours, warm[:, 1], 1)[0]) if len(warm) > 1 else 0.0,
+        "rss_slope_mb_per_hour": slope_mb_per_hour(1),
         "controller_rss_mb_after_warmup": float(warm[0, 2]),
         "controller_rss_mb_end": float(samples[-1, 2]),
-        "controller_rss_slope_mb_per_hour": float(np.polyfit(hours, warm[:, 2], 1)[0]) if len(warm) > 1 else 0.0,
+        "controller_rss_slope_mb_per_hour": slope_mb_per_hour(2),
         "tick_p99_ms_first_window": first_p99,
         "tick_p99_ms_last_window": last_p99,
         "tick_p99_drift_ms": last_p99 - first_p99,
