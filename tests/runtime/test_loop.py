@@ -479,7 +479,7 @@ def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Pat
     assert json.loads(out.strip().splitlines()[-1])["counters"] == summary["counters"]
     recorded = list(iter_messages(run_dir / "run.mcap"))  # reads to the end: the file is complete
     topics = [topic for topic, *_ in recorded]
-    assert summary["counters"]["commands"] > 20
+    assert summary["counters"]["commands"] >= 10  # seq 40 counts the stops before the first frame too
     assert topics.count("/robot/command") == summary["counters"]["commands"]
     assert topics.count("/robot/stop") == summary["counters"]["stops"]
     last_topic, _, _, last = recorded[-1]
