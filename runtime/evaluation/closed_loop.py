@@ -26,21 +26,42 @@ class Policy(Protocol):
 
 
 class EdgeloopPolicy:
-    """Our planner on our engine (the config's backend)."""
+    """Our planner on our engine (the config's backend), stepped as the runtime loop steps it: a plan's first
+    `planner.execute_steps` actions go out on consecutive ticks before the next plan, whose warm start is
+    shifted by the control periods executed since the last."""
 
     def __init__(self, name: str, planner: Planner) -> None:
         self.name = name
         self.planner = planner
         self.iterations_done: list[int] = []
+        self._chunk: list[np.ndarray] = []
+        self._ticks_since_plan: int | None = None
 
     def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
         self.planner.set_goal(visual_latent, state_latent)
         self.planner.reset_warm_start()
+        self._chunk, self._ticks_since_plan = [], None
 
     def act(self, latent: np.ndarray) -> np.ndarray:
-        result = self.planner.plan(latent)
-        self.iterations_done.append(result.iterations)
-        return result.action
+        if not self._chunk:
+            ticks = self._ticks_since_plan
+            result = self.planner.plan(latent, elapsed_s=None if ticks is None else
+                                       ticks * self.planner.control_period_s)
+            self.iterations_done.append(result.iterations)
+            self._chunk = list(result.sequence[: self.planner.settings.execute_steps])
+            self._ticks_since_plan = 0
+        self._ticks_since_plan = (self._ticks_since_plan or 0) + 1
+        return self._chunk.pop(0)
+
+
+def timed_act(policy: Policy, latent: np.ndarray, plan_ms: list[float]) -> np.ndarray:
+    """`policy.act`, its time appended to `plan_ms` when it planned (not on ticks that execute a chunk)."""
+    plans_before = len(policy.iterations_done)
+    started = time.perf_counter()
+    action = policy.act(latent)
+    if len(policy.iterations_done) > plans_before:
+        plan_ms.append((time.perf_counter() - started) * 1000.0)
+    return action
 
 
 def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
@@ -75,9 +96,7 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
         while ticks < max_ticks and within < settle_ticks:
             state = arm.state()
             latent = model.encode(arm.render(), np.concatenate([state.q, state.dq]))
-            started = time.perf_counter()
-            action = policy.act(latent)
-            plan_ms.append((time.perf_counter() - started) * 1000.0)
+            action = timed_act(policy, latent, plan_ms)
             verdict = safety(action)
             arm.command_velocity(verdict.action if verdict.action is not None else np.zeros(2))
             arm.step(control_period_s)

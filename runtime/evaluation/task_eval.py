@@ -8,7 +8,6 @@ runs (planners, models or precisions) compare paired on the goals where they dis
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -20,7 +19,7 @@ from perception.manifest import Manifest, load_manifest, manifest_sha256
 from planning.planner import Planner
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
-from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, policy_for
+from runtime.evaluation.closed_loop import EdgeloopPolicy, Policy, policy_for, timed_act
 from runtime.evaluation.statistics import compare_paired, wilson_interval
 from runtime.safety import SafetyFilter
 from runtime.sim.goal_sets import GoalSet, TaskGoal
@@ -68,9 +67,7 @@ def run_episode(policy: Policy, model: Perception, task: Task, scene: Scene, goa
     while ticks < budget:
         q, dq = scene.proprio()
         latent = model.encode(scene.render(), np.concatenate([q, dq]))
-        started = time.perf_counter()
-        action = policy.act(latent)
-        plan_ms.append((time.perf_counter() - started) * 1000.0)
+        action = timed_act(policy, latent, plan_ms)
         verdict = safety(action)
         if verdict.action is None:
             scene.hold_still()

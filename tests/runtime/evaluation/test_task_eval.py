@@ -68,3 +68,11 @@ def test_eval_command_writes_results_and_compare_pairs_two_runs(tmp_path: Path) 
     wrong_task = runner.invoke(app, ["eval", "--task", "push-t", "--goal-set", str(goal_set), "--config",
                                      str(ROOT / "configs" / "tasks" / "reach.yaml")])
     assert wrong_task.exit_code == 2 and "a goal set of task 'reach', not 'push-t'" in wrong_task.output
+
+
+def test_with_execute_steps_a_plan_covers_that_many_ticks_as_in_the_runtime_loop() -> None:
+    config = load_config(ROOT / "configs" / "tasks" / "reach.yaml", [*FAST, "planner.execute_steps=3"])
+    result = evaluate_task(config, make_goal_set("reach", count=3, k=10, seed=3), ["cem"])
+    entry = result["planners"]["cem"]
+    plans = sum(-(-episode["ticks"] // 3) for episode in entry["episodes_detail"])  # ceil: one plan per chunk
+    assert entry["plans"] == plans < sum(episode["ticks"] for episode in entry["episodes_detail"])
