@@ -128,24 +128,29 @@ def goal_from_message(message: protocol.Goal, world_model: WorldModel,
 class GoalServer:
     """The runtime's goal socket: a PULL bound at `endpoint` that any client PUSHes goal messages to.
 
-    `receive` never blocks or raises: what does not decode as a `goal` message is dropped and counted.
-    With `security` it is a CURVE server admitting only the allowlisted clients; `refusals` counts the
-    rest (runtime/link/security.py). Not thread-safe: the control loop owns it.
+    `receive` never blocks or raises: what does not decode as a `goal` message, or has a view smaller than
+    `min_image_size` (height, width: the model's input), is dropped and counted in `bad_messages`; goal messages
+    older than the one taken in the same call are superseded, not decoded, and counted in
+    `counters["superseded_goals"]` (runtime/link/newest.py bounds the decoding per call). With `security` it is a
+    CURVE server admitting only the allowlisted clients; `counters` counts the rest (runtime/link/security.py).
+    Not thread-safe: the control loop owns it.
     """
 
-    def __init__(self, endpoint: str, security: LinkSecurity | None = None) -> None:
+    def __init__(self, endpoint: str, security: LinkSecurity | None = None,
+                 min_image_size: tuple[int, int] | None = None) -> None:
         self._context = zmq.Context()
-        self.refusals: dict[str, int] = {}
+        self.counters: dict[str, int] = {"superseded_goals": 0}
+        self.min_image_size = min_image_size
         self._guard: CurveServer | None = None
         try:
-            self._guard = None if security is None else CurveServer(self._context, security, self.refusals)
+            self._guard = None if security is None else CurveServer(self._context, security, self.counters)
         except SecurityError as exc:
             self._context.term()
             raise GoalError(f"link.goal_endpoint: {exc}") from exc
         self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, _GOAL_QUEUE)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.TRANSPORT_MAX_BYTES)
         if self._guard is not None:
             self._guard.secure(self._socket)
         try:
@@ -163,7 +168,18 @@ class GoalServer:
         """The newest valid goal message waiting, or None; older ones waiting with it are superseded."""
         if self._guard is not None:
             self._guard.drain()
-        return receive_newest(self._socket, protocol.Goal, self.reject, "goal")
+        goal = receive_newest(self._socket, protocol.Goal, self.reject, "goal", superseded=self._superseded)
+        if goal is None or goal.image is None or self.min_image_size is None:
+            return goal
+        height, width = goal.image.shape[:2]
+        if height < self.min_image_size[0] or width < self.min_image_size[1]:
+            self.reject(f"goal message seq {goal.seq}: field 'image' is {width}x{height}, smaller than the model's "
+                        f"{self.min_image_size[1]}x{self.min_image_size[0]} input")
+            return None
+        return goal
+
+    def _superseded(self, count: int) -> None:
+        self.counters["superseded_goals"] += count
 
     def reject(self, reason: str) -> None:
         """Count a goal message that cannot be used."""

@@ -2,7 +2,8 @@
 
 Pure: no I/O and no clock, so every rule is tested on its own (tests/runtime/test_tick_decision.py). The loop
 (runtime/loop.py) reads the source, the link and the goal socket, builds a `TickView`, and carries out the
-`Decision`. The rules of `decide`, first match wins: no fresh frame, a controller state that does not fit the
+`Decision`. The rules of `decide`, first match wins: no fresh frame (counted as missing state when there is no
+fresh state either: a controller that is also the camera has gone), a controller state that does not fit the
 model, no fresh state by arrival (the reason says what the state stream carried instead, when it carried
 anything), a state too old by its own stamp, no goal: stop with that reason; otherwise plan when the action
 chunk is used up, else send its next action. After a plan, `judge_model_output` stops when the model's input
@@ -55,12 +56,15 @@ def frame_is_fresh(frame_age_ms: float | None, frame_timeout_ms: float) -> bool:
 
 
 def decide(view: TickView, *, frame_timeout_ms: float, state_timeout_ms: float) -> Decision:
+    state_missing = view.state_fits and (view.state_age_ms is None or view.state_age_ms > state_timeout_ms)
+    missing_state = Decision(Act.STOP, view.state_trouble or "no controller state", "missing_state")
     if not frame_is_fresh(view.frame_age_ms, frame_timeout_ms):
-        return Decision(Act.STOP, "no fresh frame", "stale_frames")
+        # No state either: the controller is gone (it may be the camera too), not only the camera.
+        return missing_state if state_missing else Decision(Act.STOP, "no fresh frame", "stale_frames")
     if not view.state_fits:  # counted as wrong_state_dim when each such state arrives
         return Decision(Act.STOP, "controller state does not fit the model")
-    if view.state_age_ms is None or view.state_age_ms > state_timeout_ms:
-        return Decision(Act.STOP, view.state_trouble or "no controller state", "missing_state")
+    if state_missing:
+        return missing_state
     if view.state_stamp_age_ms is not None and view.state_stamp_age_ms > state_timeout_ms:
         return Decision(Act.STOP, f"controller state stamped {view.state_stamp_age_ms:.0f} ms ago, more than the "
                                   f"{state_timeout_ms:g} ms state timeout (a delayed link, or clocks out of sync)",

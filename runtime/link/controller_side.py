@@ -1,8 +1,11 @@
 """The controller's side of the link (docs/protocol.md), for robot integrators and the sim controller.
 
 The controller binds: a SUB for commands (the runtime's PUB connects), a PUB for state and optionally a
-PUB for camera frames. `poll` drains every waiting message and returns only the newest valid command or
-stop, so a controller that falls behind acts on the latest plan, never on a backlog. Every message is
+PUB for camera frames. `poll` drains the waiting messages (up to POLL_BUDGET_BYTES of them per call) and returns
+only the newest valid command or stop, so a controller that falls behind acts on the latest plan, never on a
+backlog. Messages over the command stream's size limit (protocol.MAX_CONTROL_BYTES) are refused before they are
+decoded (`bad_messages`); ZeroMQ itself drops only the connection of a peer that sends more than
+protocol.TRANSPORT_MAX_BYTES, and that peer dials again. Every message is
 validated before it can act; what fails is dropped and counted by reason (the first of each reason is logged).
 Commands must come in order: one whose seq is not newer than the last command or stop of its runtime session
 is dropped (`stale_seq`), a new session takes over (a restarted runtime) and the one it replaced is refused
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # Bounded backlog: a flood is dropped by ZeroMQ rather than queued without limit.
 _COMMAND_QUEUE = 1000
+# Bytes taken off the command socket per poll, at most (the rest wait for the next poll): with the message limits
+# (protocol.MAX_CONTROL_BYTES and its entry limits) this bounds the time one control cycle spends decoding.
+POLL_BUDGET_BYTES = 256 * 1024
 # Sessions replaced by a newer one whose commands are still refused; older ones are forgotten.
 RETIRED_SESSIONS_KEPT = 16
 
@@ -137,7 +143,7 @@ class ControllerLink:
             self._guard.secure(socket)
         if kind == zmq.SUB:
             socket.setsockopt(zmq.RCVHWM, _COMMAND_QUEUE)
-            socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+            socket.setsockopt(zmq.MAXMSGSIZE, protocol.TRANSPORT_MAX_BYTES)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
         try:
             socket.bind(endpoint)
@@ -157,11 +163,15 @@ class ControllerLink:
         if self._commands.poll(max(0, int(timeout_ms)), zmq.POLLIN) == 0:
             return None
         newest: protocol.Command | protocol.Stop | None = None
+        taken = 0
         for _ in range(_COMMAND_QUEUE):  # bounded, so a flooding sender cannot stall the control loop
+            if taken >= POLL_BUDGET_BYTES:
+                break
             try:
                 payload = self._commands.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            taken += len(payload)
             accepted = self._accept(payload)
             if accepted is not None:
                 newest = accepted
@@ -170,7 +180,7 @@ class ControllerLink:
     def _accept(self, payload: bytes) -> protocol.Command | protocol.Stop | None:
         """The message if it may act, else None (dropped and counted by reason)."""
         try:
-            message = protocol.decode(payload)
+            message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
         except protocol.NonFiniteCommand as exc:  # its sender has lost track: hold still now, not at the watchdog
             self._drop("non_finite", f"{exc}; holding still")
             return protocol.Stop(seq=exc.seq, stamp_send=protocol.now_ns(), reason=str(exc), session=exc.session)

@@ -3,6 +3,11 @@
 Every message is a msgpack map with at least ``v`` (protocol version), ``type`` and ``seq``. Stamps are
 integer nanoseconds since the Unix epoch (``time.time_ns()``). Never pickle: decoding accepts only
 msgpack maps of plain types and validates every field before anything acts on it.
+
+Decoding time is bounded before anything is built: a message is refused when it is larger than its stream's
+limit (`decode`'s `max_bytes`: `MAX_CONTROL_BYTES` on the command and state streams, `MAX_MESSAGE_BYTES` on the
+frame and goal streams), and, while it is unpacked, when any array, map, string, nesting or the message's count
+of entries goes beyond the limits below; a refused message costs its length check and the entries read so far.
 """
 
 from __future__ import annotations
@@ -16,8 +21,18 @@ import msgpack
 import numpy as np
 
 PROTOCOL_VERSION = 1
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # any message; the limit of the frame and goal streams
+MAX_CONTROL_BYTES = 64 * 1024  # the limit of the command and state streams (command, stop, heartbeat, state)
+# ZMQ_MAXMSGSIZE of every receiving socket: beyond this ZeroMQ drops the sender's connection before the message is
+# read (a memory bound); between the protocol's limit and this, a message is received, refused and counted.
+TRANSPORT_MAX_BYTES = 64 * 1024 * 1024
+MAX_VALUES = 1024  # entries of any array (joints, action dimensions, goal state)
+MAX_KEYS = 32  # entries of any map
+MAX_TEXT_BYTES = 4096  # bytes of any str (keys, reasons, senders)
+MAX_ENTRIES = 4096  # array and map entries of a whole message, all levels together
+MAX_DEPTH = 2  # the message map, and maps or arrays inside it (goal.image, float[]), which hold no containers
 MAX_SESSION_BYTES = 64  # a command's or stop's `session`: 1 to this many bytes of UTF-8
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # every int field; seq 0 and up
 
 # Default endpoints: the controller binds, the runtime connects. Loopback unless configured.
 DEFAULT_COMMAND_ENDPOINT = "tcp://127.0.0.1:5555"  # runtime PUB -> controller SUB (command, stop, heartbeat)
@@ -162,6 +177,63 @@ def encode(message: Message) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
+_MAPS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # fixmap, map 16, map 32
+_ARRAYS = frozenset(range(0x90, 0xA0)) | {0xDC, 0xDD}  # fixarray, array 16, array 32
+_STRS = frozenset(range(0xA0, 0xC0)) | {0xD9, 0xDA, 0xDB}  # fixstr, str 8/16/32
+
+
+class _Reader:
+    """msgpack unpacked one entry at a time under the limits above: containers are walked here, so none is
+    built before its size and depth are checked; scalars (str and bin bounded by length) are unpacked by msgpack."""
+
+    def __init__(self, payload: bytes, max_bytes: int) -> None:
+        self._payload = payload
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(payload), 1),
+                                          max_str_len=MAX_TEXT_BYTES, max_bin_len=max_bytes, max_ext_len=0,
+                                          max_array_len=MAX_VALUES, max_map_len=MAX_KEYS)
+        self._unpacker.feed(payload)
+        self._entries = 0
+
+    def message(self) -> Any:
+        value = self._value(0)
+        if self._unpacker.tell() != len(self._payload):
+            raise ProtocolError(f"not a msgpack message: {len(self._payload) - self._unpacker.tell()} bytes after it")
+        return value
+
+    def _marker(self) -> int:
+        at = self._unpacker.tell()
+        if at >= len(self._payload):
+            raise ProtocolError("not a msgpack message: truncated")
+        return self._payload[at]
+
+    def _count(self, entries: int, limit: int, what: str) -> None:
+        if entries > limit:
+            raise ProtocolError(f"{what} of {entries} entries exceeds the limit of {limit}")
+        self._entries += entries
+        if self._entries > MAX_ENTRIES:
+            raise ProtocolError(f"message of more than {MAX_ENTRIES} array and map entries exceeds the limit")
+
+    def _value(self, depth: int) -> Any:
+        marker = self._marker()
+        if marker not in _MAPS and marker not in _ARRAYS:
+            return self._unpacker.unpack()
+        if depth == MAX_DEPTH:
+            raise ProtocolError(f"containers nested deeper than {MAX_DEPTH} levels exceed the limit")
+        if marker in _ARRAYS:
+            length = self._unpacker.read_array_header()
+            self._count(length, MAX_VALUES, "array")
+            return [self._value(depth + 1) for _ in range(length)]
+        length = self._unpacker.read_map_header()
+        self._count(length, MAX_KEYS, "map")
+        body: dict[str, Any] = {}
+        for _ in range(length):
+            if self._marker() not in _STRS:
+                raise ProtocolError("map keys must be msgpack str")
+            key = self._unpacker.unpack()
+            body[key] = self._value(depth + 1)
+        return body
+
+
 def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in body:
         raise ProtocolError(f"{where}: missing field '{key}'")
@@ -171,6 +243,14 @@ def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
         raise ProtocolError(f"{where}: field '{key}' must be {_kind_name(kind)}, got bool")
     if not isinstance(value, kind):
         raise ProtocolError(f"{where}: field '{key}' must be {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _int(body: dict[str, Any], key: str, where: str, low: int = INT64_MIN) -> int:
+    """An int field within signed 64 bits and at least `low`."""
+    value: int = _get(body, key, int, where)
+    if not low <= value <= INT64_MAX:
+        raise ProtocolError(f"{where}: field '{key}' must be an integer from {low} to {INT64_MAX}, got {value}")
     return value
 
 
@@ -217,8 +297,8 @@ def _command(body: dict[str, Any], seq: int) -> Command:
     if not math.isfinite(ttl) or ttl <= 0:
         raise ProtocolError("command: field 'ttl_ms' must be a positive number")
     command = Command(seq=seq, action=_numbers(body, "action", "command"),
-                      stamp_capture=_get(body, "stamp_capture", int, "command"),
-                      stamp_send=_get(body, "stamp_send", int, "command"), ttl_ms=ttl,
+                      stamp_capture=_int(body, "stamp_capture", "command"),
+                      stamp_send=_int(body, "stamp_send", "command"), ttl_ms=ttl,
                       session=_session(body, "command"))
     if not np.all(np.isfinite(command.action)):
         raise NonFiniteCommand(_non_finite("action", f"command {seq}"), seq, command.session)
@@ -226,23 +306,26 @@ def _command(body: dict[str, Any], seq: int) -> Command:
 
 
 def _image(body: dict[str, Any], where: str) -> np.ndarray:
-    width = _get(body, "width", int, where)
-    height = _get(body, "height", int, where)
+    width = _int(body, "width", where, low=1)
+    height = _int(body, "height", where, low=1)
     encoding = _get(body, "encoding", str, where)
     data = _get(body, "data", bytes, where)
     if encoding != "bgr8":
         raise ProtocolError(f"{where}: field 'encoding' must be 'bgr8', got {encoding!r}")
-    if width <= 0 or height <= 0 or len(data) != width * height * 3:
+    if len(data) != width * height * 3:
         raise ProtocolError(f"{where}: 'data' has {len(data)} bytes, expected width*height*3 = {width * height * 3}")
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
-def decode(payload: bytes) -> Message:
-    """Parse and validate one message. Raises ProtocolError naming the fault; never executes data."""
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def decode(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+    """Parse and validate one message of at most `max_bytes` (its stream's limit). Raises ProtocolError naming the
+    fault; never executes data."""
+    if len(payload) > max_bytes:
+        raise ProtocolError(f"message of {len(payload)} bytes exceeds the stream's limit of {max_bytes}")
     try:
-        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+        body = _Reader(payload, max_bytes).message()
+    except ProtocolError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError(f"not a msgpack message: {exc}") from exc
     if not isinstance(body, dict):
@@ -252,28 +335,28 @@ def decode(payload: bytes) -> Message:
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(f"field 'v': unsupported protocol version {version!r} (expected {PROTOCOL_VERSION})")
     kind = _get(body, "type", str, "message")
-    seq = _get(body, "seq", int, kind)
+    seq = _int(body, "seq", kind, low=0)
     if kind == "command":
         return _command(body, seq)
     if kind == "stop":
-        return Stop(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), reason=_get(body, "reason", str, kind),
+        return Stop(seq=seq, stamp_send=_int(body, "stamp_send", kind), reason=_get(body, "reason", str, kind),
                     session=_session(body, kind))
     if kind == "heartbeat":
         return Heartbeat(
-            seq=seq, stamp_send=_get(body, "stamp_send", int, kind), sender=_get(body, "sender", str, kind)
+            seq=seq, stamp_send=_int(body, "stamp_send", kind), sender=_get(body, "sender", str, kind)
         )
     if kind == "state":
         return State(
             seq=seq,
-            stamp=_get(body, "stamp", int, kind),
+            stamp=_int(body, "stamp", kind),
             q=_vector(body, "q", kind),
             dq=_vector(body, "dq", kind),
             ee=_vector(body, "ee", kind, allow_empty=True),
             stopped=_get(body, "stopped", bool, kind),
-            last_command_seq=_get(body, "last_command_seq", int, kind),
+            last_command_seq=_int(body, "last_command_seq", kind, low=-1),
         )
     if kind == "frame":
-        return Frame(seq=seq, stamp=_get(body, "stamp", int, kind), image=_image(body, kind))
+        return Frame(seq=seq, stamp=_int(body, "stamp", kind), image=_image(body, kind))
     if kind == "goal":
         image = _image(_get(body, "image", dict, kind), "goal.image") if "image" in body else None
         state = _vector(body, "state", kind) if "state" in body else None
@@ -282,7 +365,7 @@ def decode(payload: bytes) -> Message:
             raise ProtocolError("goal: 'capture' and 'image' exclude each other")
         if image is None and state is None and not capture:
             raise ProtocolError("goal: needs 'image', 'state' or both, or 'capture': true")
-        return Goal(seq=seq, stamp_send=_get(body, "stamp_send", int, kind), image=image, state=state,
+        return Goal(seq=seq, stamp_send=_int(body, "stamp_send", kind), image=image, state=state,
                     capture=capture)
     raise ProtocolError(f"field 'type': unknown message type {kind!r}")
 

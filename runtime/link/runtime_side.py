@@ -7,12 +7,17 @@ raise: a message that does not decode, has the wrong version or an unexpected ty
 newest one seen, or one stamped further ahead of this clock than the state timeout, is dropped and counted by
 reason (the first of each reason is logged); `state_trouble` says what the state stream carried instead of a
 state since the last one.
+Decoding is bounded (protocol.MAX_CONTROL_BYTES, and the conflating socket holds one message). A message over
+ZeroMQ's own limit costs the state connection, which is dialed again at once (`state_reconnects`,
+runtime/link/redial.py). When nothing valid has come from the controller for the state timeout, that is logged,
+once per silence, and so is its return.
 With `security` (runtime/link/security.py) both sockets are CURVE clients of the controller's public key.
 Not thread-safe: one thread (the control loop) owns a link.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 
@@ -21,7 +26,10 @@ import zmq
 
 from runtime.link import protocol
 from runtime.link.drops import Drops
+from runtime.link.redial import Redial
 from runtime.link.security import LinkSecurity
+
+log = logging.getLogger(__name__)
 
 # What the state stream can carry instead of a usable state, as `state_trouble` words it.
 _TROUBLE = {"bad_messages": "state messages malformed", "old_states": "state messages older than the newest",
@@ -57,7 +65,7 @@ class RuntimeLink:
         self._states = self._context.socket(zmq.SUB)
         self._states.setsockopt(zmq.LINGER, 0)
         self._states.setsockopt(zmq.CONFLATE, 1)  # latest state only; must be set before connect
-        self._states.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self._states.setsockopt(zmq.MAXMSGSIZE, protocol.TRANSPORT_MAX_BYTES)
         self._states.setsockopt(zmq.SUBSCRIBE, b"")
         if security is not None:
             security.secure_client(self._states)
@@ -65,6 +73,8 @@ class RuntimeLink:
         self.session = secrets.token_hex(8)  # this run, on every command and stop
         self._seq = 0
         self._max_ahead_ns = int(state_timeout_ms * 1e6)
+        self._timeout_s = state_timeout_ms / 1000.0
+        self._silent = False  # the silence since last_heard was logged
         self._newest: protocol.State | None = None
         self._newest_stamp: int | None = None  # of the newest state accepted
         self._trouble: dict[str, tuple[int, int]] = {}  # since the last accepted state: reason -> (count, first ns)
@@ -79,6 +89,8 @@ class RuntimeLink:
             "stops_sent": 0,
         }
         self._drops = Drops(self.counters, f"state socket {state_endpoint}")
+        self._redial = Redial(self._states, state_endpoint, self.counters, "state_reconnects",
+                              f"state socket {state_endpoint}")
         self._closed = False
 
     @property
@@ -115,13 +127,14 @@ class RuntimeLink:
 
     def _drain(self) -> None:
         """Decode everything waiting; keep the newest state, count the rest."""
+        self._redial.check()
         while True:
             try:
                 payload = self._states.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                message = protocol.decode(payload)
+                message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
             except protocol.ProtocolError as exc:
                 self._drop("bad_messages", str(exc))
                 continue
@@ -172,14 +185,30 @@ class RuntimeLink:
     def latest_state(self) -> protocol.State | None:
         """The newest valid state received since the last call, or None. Never blocks."""
         self._drain()
+        self._say_silence()
         state, self._newest = self._newest, None
         return state
+
+    def _say_silence(self) -> None:
+        """Log when nothing valid came from the controller for the state timeout, and when it comes back."""
+        if self.last_heard is None:
+            return
+        silent_s = time.monotonic() - self.last_heard
+        if silent_s > self._timeout_s and not self._silent:
+            self._silent = True
+            log.warning("state socket %s: nothing from the controller for %.0f ms: it stopped, restarted or is "
+                        "unreachable (a controller that is also the camera sends no frames either); the runtime "
+                        "stops the robot until it is back", self.state_endpoint, silent_s * 1000)
+        elif silent_s <= self._timeout_s and self._silent:
+            self._silent = False
+            log.warning("state socket %s: the controller is back", self.state_endpoint)
 
     def close(self) -> None:
         """Close both sockets without lingering; safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        self._redial.close()
         self._commands.close(linger=0)
         self._states.close(linger=0)
         if self._owns_context:

@@ -19,10 +19,11 @@ DEFAULT_FPS = 30.0
 
 def open_source(
     uri: str, *, pace: Pace = "realtime", loop: bool = True, fps: float = DEFAULT_FPS,
-    security: LinkSecurity | None = None,
+    security: LinkSecurity | None = None, min_image_size: tuple[int, int] | None = None,
 ) -> FrameSource:
     """Open a frame source by URI. `pace`, `loop` and `fps` apply to recordings (file, images, mcap), `security`
-    (CURVE keys) to a controller's frame stream (zmq://)."""
+    (CURVE keys) and `min_image_size` ((height, width): smaller frames are refused and counted) to a controller's
+    frame stream (zmq://)."""
     scheme, sep, rest = uri.partition(":")
     if not sep or scheme not in SCHEMES:
         raise SourceError(f"{uri}: unknown source scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
@@ -56,4 +57,4 @@ def open_source(
     host, _, port = rest.removeprefix("//").rpartition(":")
     if not rest.startswith("//") or not host or not port.isdigit():
         raise SourceError(f"{uri}: expected zmq://HOST:PORT")
-    return ZmqFrameSource(uri, "tcp:" + rest, security=security)
+    return ZmqFrameSource(uri, "tcp:" + rest, security=security, min_image_size=min_image_size)

@@ -7,7 +7,9 @@ import time
 import zmq
 
 from runtime.link import protocol
+from runtime.link.drops import Drops
 from runtime.link.newest import receive_newest
+from runtime.link.redial import Redial
 from runtime.link.security import LinkSecurity
 from runtime.sources.base import FrameSource, SourceFrame
 
@@ -15,13 +17,16 @@ from runtime.sources.base import FrameSource, SourceFrame
 class ZmqFrameSource(FrameSource):
     """A conflating SUB to a controller's frame endpoint; seq gaps count as dropped frames.
 
-    Messages that do not decode as a Frame are counted in `bad_messages` (reason in `last_error`),
-    never raised. seq and stamp are the controller's: seq restarts if the controller restarts. With
-    `security` the socket is a CURVE client of the controller's public key (runtime/link/security.py).
+    Each is counted in `counters` (the first of each kind logged, the last reason in `last_error`), never raised:
+    messages that do not decode as a Frame (`bad_messages`), frames smaller than `min_image_size` (height, width;
+    the model's input, which a smaller camera image would be upscaled to: `wrong_frame_size`), and connections
+    ZeroMQ dropped (a message over protocol.TRANSPORT_MAX_BYTES), dialed again at once (`frame_reconnects`).
+    seq and stamp are the controller's: seq restarts if the controller restarts. With `security` the socket is
+    a CURVE client of the controller's public key (runtime/link/security.py).
     """
 
     def __init__(self, uri: str, endpoint: str, *, context: zmq.Context | None = None,
-                 security: LinkSecurity | None = None) -> None:
+                 security: LinkSecurity | None = None, min_image_size: tuple[int, int] | None = None) -> None:
         super().__init__(uri)
         if security is not None:
             security.require_server_key()
@@ -31,22 +36,39 @@ class ZmqFrameSource(FrameSource):
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.CONFLATE, 1)  # only the newest frame waits; must precede connect
-        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.TRANSPORT_MAX_BYTES)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
         if security is not None:
             security.secure_client(self._socket)
         self._socket.connect(endpoint)
-        self.bad_messages = 0
-        self.last_error: str | None = None
+        self.min_image_size = min_image_size
+        self.counters: dict[str, int] = {"bad_messages": 0, "wrong_frame_size": 0}
+        self._drops = Drops(self.counters, f"frame socket {endpoint}")
+        self._redial = Redial(self._socket, endpoint, self.counters, "frame_reconnects", f"frame socket {endpoint}")
         self._last_seq: int | None = None
         self._closed = False
 
-    def _drain(self) -> protocol.Frame | None:
-        return receive_newest(self._socket, protocol.Frame, self._bad, "frame")
+    @property
+    def bad_messages(self) -> int:
+        return self.counters["bad_messages"]
 
-    def _bad(self, reason: str) -> None:
-        self.bad_messages += 1
-        self.last_error = reason
+    @property
+    def last_error(self) -> str | None:
+        return self._drops.last_error
+
+    def _drain(self) -> protocol.Frame | None:
+        self._redial.check()
+        frame = receive_newest(self._socket, protocol.Frame, lambda reason: self._drops("bad_messages", reason),
+                               "frame")
+        if frame is None or self.min_image_size is None:
+            return frame
+        height, width = frame.image.shape[:2]
+        if height < self.min_image_size[0] or width < self.min_image_size[1]:
+            self._drops("wrong_frame_size", f"frame {frame.seq} is {width}x{height}, smaller than the model's "
+                                            f"{self.min_image_size[1]}x{self.min_image_size[0]} input")
+            self._last_seq = frame.seq  # refused, not dropped: no gap in seq for it
+            return None
+        return frame
 
     def read_latest(self, timeout_s: float) -> SourceFrame | None:
         deadline = time.monotonic() + timeout_s
@@ -72,6 +94,7 @@ class ZmqFrameSource(FrameSource):
         if self._closed:
             return
         self._closed = True
+        self._redial.close()
         self._socket.close(linger=0)
         if self._owns_context:
             self._context.term()

@@ -96,3 +96,13 @@ def test_the_first_non_finite_stage_is_the_one_named() -> None:
     everything = ModelOutput(input_finite=False, latent_finite=False, plan_cost=float("inf"))
     assert "input" in judge_model_output(everything).reason
     assert "encoder" in judge_model_output(dataclasses.replace(everything, input_finite=True)).reason
+
+
+@pytest.mark.parametrize("trouble", [None, "heartbeats but no state: 2 since 12:00:00.000"])
+def test_a_silent_controller_that_is_also_the_camera_is_missing_state_not_stale_frames(trouble: str | None) -> None:
+    """Frames and states both gone: the controller is, so say that, not a camera fault."""
+    gone = dataclasses.replace(READY, frame_age_ms=300.0, state_age_ms=150.0, state_trouble=trouble)
+    assert decide(gone, **TIMEOUTS) == Decision(Act.STOP, trouble or "no controller state", "missing_state")
+    never = dataclasses.replace(gone, frame_age_ms=None, state_age_ms=None, state_stamp_age_ms=None)
+    assert decide(never, **TIMEOUTS).counter == "missing_state"
+    assert decide(dataclasses.replace(gone, state_age_ms=5.0), **TIMEOUTS).counter == "stale_frames"

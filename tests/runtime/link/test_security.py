@@ -174,8 +174,8 @@ def test_the_goal_socket_admits_only_allowlisted_clients(keys: Keys, wait_until:
             send_goal(server.endpoint, goal, 0.5, keys.client("stranger", server="runtime"))
         with pytest.raises(GoalError, match="no runtime took the goal"):
             send_goal(server.endpoint, goal, 0.5)  # plaintext
-        assert wait_until(lambda: (server.receive(), server.refusals)[1]["refused_unknown_key"] >= 1
-                          and server.refusals["refused_plaintext"] >= 1)
+        assert wait_until(lambda: (server.receive(), server.counters)[1]["refused_unknown_key"] >= 1
+                          and server.counters["refused_plaintext"] >= 1)
         assert server.receive() is None
     finally:
         server.close()
