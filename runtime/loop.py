@@ -44,7 +44,7 @@ StopCondition = Callable[[protocol.State | None], bool]
 LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
                  "wrong_state_dim", "stale_state", "non_finite_model", "state_outages")
 # The link's drop counters that the summary carries as they are (its bad_messages add to the source's).
-LINK_DROP_COUNTERS = ("old_states", "future_states")
+LINK_DROP_COUNTERS = ("old_states", "future_states", "state_reconnects")
 
 
 def new_run_dir(runs_dir: Path) -> Path:
@@ -83,10 +83,11 @@ class ControlLoop:
         self.stop_requested = threading.Event()
         self.watcher = ConfigWatcher(config_file, overrides) if config_file is not None else None
         endpoint = config.link.goal_endpoint
-        self.goal_server = GoalServer(endpoint, security) if endpoint is not None else None
+        image_size = (manifest.image.height, manifest.image.width)  # smaller views over the link are refused
+        self.goal_server = GoalServer(endpoint, security, image_size) if endpoint is not None else None
         try:
-            self.source = source or open_source(config.source.uri, pace=config.source.pace,
-                                                loop=config.source.loop, security=security)
+            self.source = source or open_source(config.source.uri, pace=config.source.pace, loop=config.source.loop,
+                                                security=security, min_image_size=image_size)
             self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint,
                                             security=security, state_timeout_ms=config.link.state_timeout_ms)
             self.run_dir = new_run_dir(config.runs_dir)
@@ -148,7 +149,7 @@ class ControlLoop:
                 self._say(f"goal switched: {goal.description}")
                 self._record_goal(goal)
         self.telemetry.counters["bad_goals"] = self.goal_server.bad_messages
-        self.telemetry.counters.update(self.goal_server.refusals)
+        self.telemetry.counters.update(self.goal_server.counters)
 
     # -- hot reload ---------------------------------------------------------------------------------------
     def _take_config_edit(self) -> None:
@@ -260,6 +261,7 @@ class ControlLoop:
             assert self.frame is not None and self.state is not None
             self._send_next(self.frame, self.state, planned)
         counters["drops"] = self.source.dropped
+        counters.update(getattr(self.source, "counters", {}))  # a controller's frame stream (its bad_messages below)
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
         counters.update({name: self.link.counters.get(name, 0) for name in LINK_DROP_COUNTERS})
 
