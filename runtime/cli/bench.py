@@ -1,5 +1,6 @@
-"""`edgeloop bench model | planner | soak`: latency per backend; our planners beside pytorch-mppi (docs/benchmarks.md);
-memory and latency over a long closed-loop run (docs/reliability.md)."""
+"""`edgeloop bench model | planner | soak | fuzz`: latency per backend; our planners beside pytorch-mppi
+(docs/benchmarks.md); memory and latency over a long closed-loop run, and malformed messages at every listening
+socket of the link (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,28 @@ def bench_soak(
                f"{result['controller_rss_slope_mb_per_hour']:+.2f} MB/h) | tick p99 "
                f"{result['tick_p99_ms_first_window']:.1f} -> {result['tick_p99_ms_last_window']:.1f} ms | loop "
                f"{result['loop_hz']:.1f} Hz | run {result['run_dir']}")
+
+
+def bench_fuzz(
+    messages: Annotated[int, typer.Option(min=1, help="Malformed messages per socket.")] = 100_000,
+    out: Annotated[Path | None, typer.Option(help="Also write the report's JSON to this file.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Malformed messages (and ones over 8 MiB) at the runtime's state, frame and goal sockets and the sim
+    controller's command socket: each counted, nothing derived from them, valid traffic afterwards (docs/reliability.md,
+    Fuzzing). Exit 1 if any of that fails."""
+    from runtime.evaluation.fuzz import run_fuzz
+
+    result = run_fuzz(messages)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    if json_:
+        typer.echo(json.dumps(result))
+    else:
+        for entry in result["sockets"]:
+            typer.echo(f"{entry['socket']}: {entry['sent']} sent, {entry['counted']} counted in {entry['seconds']} s, "
+                       f"{entry['derived_from_bad_data']} derived from bad data, valid traffic resumed: "
+                       f"{entry['valid_traffic_resumed']} | {entry['counters']}")
+    if not (result["all_counted"] and result["nothing_derived"] and result["all_resumed"]):
+        raise typer.Exit(1)
