@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,16 +13,20 @@ import typer
 from runtime.cli.common import ConfigOption, SetOption, fail
 
 
-def _stop_on_signals(stop: object) -> None:
+def _stop_on_signals(stop: threading.Event) -> None:
     """SIGINT/SIGTERM end the loop cleanly: stop sent, sockets closed, summary written, exit 0."""
     def handler(signum: int, frame: object) -> None:
-        stop.set()  # type: ignore[attr-defined]
+        stop.set()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
 
 def run(config: ConfigOption, set_: SetOption = None) -> None:
     """Run the control loop: source -> encode -> plan -> safety filter -> command."""
+    # A signal during start-up (imports, model load: an engine build can take minutes) is kept until the loop
+    # exists, which then stops at once the clean way: stop sent, recording finished, summary written.
+    early_stop = threading.Event()
+    _stop_on_signals(early_stop)
     from calibration.undistort import FrameSizeError
     from perception.engines.cuda_memory import CudaError
     from perception.manifest import ManifestError
@@ -37,6 +42,8 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
             CudaError) as exc:  # ValueError includes EngineError: a TensorRT backend that cannot run here
         raise fail(str(exc)) from exc
     _stop_on_signals(loop.stop_requested)
+    if early_stop.is_set():
+        loop.stop_requested.set()
     try:
         loop.run()
     except (FrameSizeError, SourceError) as exc:  # frames of the wrong size, or a video that stops decoding:

@@ -488,6 +488,29 @@ def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Pat
           f"{topics.count('/robot/stop')} stops recorded, as summary.json counts them; last: {last['reason']}")
 
 
+def test_sigterm_while_the_model_loads_waits_for_the_loop_and_then_stops_it_cleanly(tmp_path: Path) -> None:
+    """SIGTERM once ONNX Runtime is being loaded (start-up, before any socket or recording exists): the run still
+    ends the clean way, with exit 0, a stop, a complete recording and a summary."""
+    controller = ControllerProcess(watchdog_ms=60_000)
+    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
+    maps = Path(f"/proc/{process.pid}/maps")
+    try:
+        assert _wait_for(lambda: process.poll() is None and "onnxruntime" in maps.read_text(), 60)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        counters = controller.terminate()
+    assert process.returncode == 0, err
+    # Stopped before it ever planned. (Its stop may not arrive: a PUB socket a few ms old has no subscriber yet.)
+    assert counters["commands"] == 0
+    [run_dir] = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads(out.strip().splitlines()[-1])["counters"] == summary["counters"]
+    recorded = list(iter_messages(run_dir / "run.mcap"))  # reads to the end: the file is complete
+    assert recorded[-1][0] == "/robot/stop" and recorded[-1][3]["reason"] == "runtime exiting"
+
+
 def test_runtime_killed_9_the_controller_holds_within_its_watchdog(tmp_path: Path) -> None:
     """SIGKILL sends no stop: the controller's watchdog holds the arm, and a restarted runtime drives it again."""
     watchdog_ms = 300.0
