@@ -132,9 +132,10 @@ def _fuzz_conflating(name: str, publisher: zmq.Socket[bytes], valid: Callable[[]
     payloads = [*malformed(("state", "heartbeat", "frame", "goal", "stop"), count, protocol.MAX_MESSAGE_BYTES),
                 *_oversized(transport=True)]
     started, derived, first = time.monotonic(), 0, counted()
-    for sent, payload in enumerate(payloads, 1):
+    for payload in payloads:
+        before = counted()  # per message: one lost would not hold up the rest
         publisher.send(payload)
-        derived += _receive_until(receive, counted, first + sent)
+        derived += _receive_until(receive, counted, before + 1)
     seconds = time.monotonic() - started
     resumed = _wait(lambda: (publisher.send(valid()), receive())[1] is not None, 10.0)
     return _report(name, len(payloads), counted() - first, seconds, derived, resumed, counters())
@@ -257,10 +258,10 @@ def _fuzz_goals(context: zmq.Context[zmq.Socket[bytes]], count: int) -> dict[str
                     *_oversized(transport=False)]
         started, derived = time.monotonic(), 0
         for first in range(0, len(payloads), _BATCH):
-            batch = payloads[first:first + _BATCH]
+            batch, before = payloads[first:first + _BATCH], counted()
             for payload in batch:
                 client.send(payload)  # a PUSH waits at its high-water mark rather than dropping
-            derived += _receive_until(server.receive, counted, first + len(batch))
+            derived += _receive_until(server.receive, counted, before + len(batch))
         seconds = time.monotonic() - started
         client.send(valid)
         resumed = _wait(lambda: server.receive() is not None, 10.0)
