@@ -101,6 +101,14 @@ def _wait(condition: Callable[[], bool], timeout_s: float = _WAIT_S) -> bool:
     return True
 
 
+def _drain(receive: Callable[[], object | None], quiet_s: float = 0.2) -> None:
+    """Receive until nothing has come for `quiet_s`."""
+    last = time.monotonic()
+    while time.monotonic() - last < quiet_s:
+        if receive() is not None:
+            last = time.monotonic()
+
+
 def _receive_until(receive: Callable[[], object | None], counted: Callable[[], int], target: int) -> int:
     """Receive until counted() reaches target (or _WAIT_S passes); how many receives handed a message out."""
     handed_out = 0
@@ -129,6 +137,7 @@ def _fuzz_conflating(name: str, publisher: zmq.Socket[bytes], valid: Callable[[]
     """One message at a time (the socket keeps only the newest): sent, then received until counted."""
     if not _wait(lambda: (publisher.send(valid()), receive())[1] is not None, 10.0):
         raise RuntimeError(f"{name}: the fuzzed socket never connected")
+    _drain(receive)  # valid messages still in flight from the connect check would count as derived
     payloads = [*malformed(("state", "heartbeat", "frame", "goal", "stop"), count, protocol.MAX_MESSAGE_BYTES),
                 *_oversized(transport=True)]
     started, derived, first = time.monotonic(), 0, counted()

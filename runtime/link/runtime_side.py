@@ -59,6 +59,9 @@ class RuntimeLink:
         self._context: zmq.Context = zmq.Context() if context is None else context
         self._commands = self._context.socket(zmq.PUB)
         self._commands.setsockopt(zmq.LINGER, 0)
+        # Queue only to a live connection: what was sent after a controller died must not wait in the socket for
+        # the next controller on the port (docs/reliability.md, Process faults).
+        self._commands.setsockopt(zmq.IMMEDIATE, 1)
         if security is not None:
             security.secure_client(self._commands)
         self._commands.connect(command_endpoint)

@@ -427,9 +427,6 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
         assert tick["/robot/state"]["stamp_ns"] > restarted_ns and tick["/camera/image"] > restarted_ns
 
 
-@pytest.mark.xfail(strict=True, reason="the runtime's command PUB keeps what it sent after its peer died and hands "
-                   "it to the next peer on the port; ZMQ_IMMEDIATE=1 on it (runtime/link/runtime_side.py) drops "
-                   "that (docs/reliability.md, Process faults)")
 def test_commands_sent_after_the_controller_died_never_reach_the_next_one_on_its_port() -> None:
     """What the loop sends in the state timeout after a kill -9 (planned from the dead controller's last state)
     must not be applied by a controller restarted within the commands' time-to-live."""
