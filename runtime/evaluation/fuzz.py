@@ -34,6 +34,7 @@ from runtime.sources.zmq_frames import ZmqFrameSource
 
 ANY = "tcp://127.0.0.1:*"
 _WAIT_S = 2.0  # for one message to be counted; longer, and it is reported as not counted
+_OVERSIZED_WAIT_S = 15.0  # for one of 8 or 64 MiB, which a loaded machine can take seconds to carry
 _BATCH = 200  # messages per batch on the non-conflating sockets
 _WEIRD: list[Any] = [None, True, False, float("nan"), float("inf"), -float("inf"), -1, 2**63 - 1, 2**64 - 1,
                      -(2**63), 1e39, "", "x" * 5000, b"\x00" * 7, [], [0.5] * 2000, [[1]], [["a", None]],
@@ -109,10 +110,11 @@ def _drain(receive: Callable[[], object | None], quiet_s: float = 0.2) -> None:
             last = time.monotonic()
 
 
-def _receive_until(receive: Callable[[], object | None], counted: Callable[[], int], target: int) -> int:
-    """Receive until counted() reaches target (or _WAIT_S passes); how many receives handed a message out."""
+def _receive_until(receive: Callable[[], object | None], counted: Callable[[], int], target: int,
+                   wait_s: float = _WAIT_S) -> int:
+    """Receive until counted() reaches target (or `wait_s` passes); how many receives handed a message out."""
     handed_out = 0
-    deadline = time.monotonic() + _WAIT_S
+    deadline = time.monotonic() + wait_s
     while counted() < target and time.monotonic() < deadline:
         handed_out += receive() is not None
     return handed_out
@@ -144,7 +146,8 @@ def _fuzz_conflating(name: str, publisher: zmq.Socket[bytes], valid: Callable[[]
     for payload in payloads:
         before = counted()  # per message: one lost would not hold up the rest
         publisher.send(payload)
-        derived += _receive_until(receive, counted, before + 1)
+        wait_s = _WAIT_S if len(payload) <= protocol.MAX_MESSAGE_BYTES else _OVERSIZED_WAIT_S
+        derived += _receive_until(receive, counted, before + 1, wait_s)
     seconds = time.monotonic() - started
     resumed = _wait(lambda: (publisher.send(valid()), receive())[1] is not None, 10.0)
     return _report(name, len(payloads), counted() - first, seconds, derived, resumed, counters())
@@ -270,7 +273,8 @@ def _fuzz_goals(context: zmq.Context[zmq.Socket[bytes]], count: int) -> dict[str
             batch, before = payloads[first:first + _BATCH], counted()
             for payload in batch:
                 client.send(payload)  # a PUSH waits at its high-water mark rather than dropping
-            derived += _receive_until(server.receive, counted, before + len(batch))
+            wait_s = _WAIT_S if max(map(len, batch)) <= protocol.MAX_MESSAGE_BYTES else _OVERSIZED_WAIT_S
+            derived += _receive_until(server.receive, counted, before + len(batch), wait_s)
         seconds = time.monotonic() - started
         client.send(valid)
         resumed = _wait(lambda: server.receive() is not None, 10.0)
