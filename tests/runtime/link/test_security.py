@@ -162,6 +162,27 @@ def test_a_client_holding_the_wrong_server_key_is_refused_and_counted(
     assert controller.counters["refused_plaintext"] == controller.counters["refused_unknown_key"] == 0
 
 
+def test_figures_ten_strangers_of_each_kind_all_refused_counted_and_nothing_crosses(
+    controller: ControllerLink, keys: Keys, wait_until: WaitUntil
+) -> None:
+    """The figures docs/security.md quotes: peers of each kind in turn against one secured controller."""
+    kinds = {"refused_plaintext": None, "refused_unknown_key": keys.client("stranger"),
+             "refused_handshake": keys.client("runtime", server="stranger")}
+    started = time.monotonic()
+    for counter, security in kinds.items():
+        for _ in range(10):
+            with RuntimeLink(controller.command_endpoint, controller.state_endpoint, security=security) as peer:
+                _refused_only(peer, controller, counter, controller.counters[counter] + 2)  # both its sockets
+    refused = _refusals(controller)
+    assert all(refused[counter] >= 20 for counter in kinds) and controller.counters["commands"] == 0
+    with RuntimeLink(controller.command_endpoint, controller.state_endpoint,
+                     security=keys.client("runtime")) as runtime:
+        assert _commands_arrive(runtime, controller, wait_until)  # the admitted runtime still gets through
+    print(f"figures: 30 peers (10 plaintext, 10 unknown keys, 10 holding the wrong server key), 2 sockets each, "
+          f"in {time.monotonic() - started:.1f} s: refusals {refused}, 0 commands or states crossed; the "
+          f"allowlisted runtime then commanded the controller")
+
+
 def test_the_goal_socket_admits_only_allowlisted_clients(keys: Keys, wait_until: WaitUntil) -> None:
     server = GoalServer(ANY_PORT, keys.server("runtime", allowed="controller"))  # here: "controller" sends goals
     goal = protocol.Goal(seq=0, stamp_send=protocol.now_ns(), image=None, state=np.array([0.1, 0.2]))
