@@ -18,7 +18,7 @@ from runtime.link import protocol
 from runtime.link.protocol import INT64_MAX, INT64_MIN, ProtocolError
 
 # Examples per message type (six types): docs/reliability.md, "Fuzzing", gives the time this takes.
-EXAMPLES_PER_TYPE = 1_700
+EXAMPLES_PER_TYPE = 10_000
 
 INT64 = st.integers(INT64_MIN, INT64_MAX)
 SEQ = st.integers(0, INT64_MAX)
