@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.cli.common import ConfigOption, SetOption, fail
+from runtime.cli.common import ConfigOption, SetOption, emit_json, fail
 
 
 def bench_model(
@@ -125,11 +125,7 @@ def bench_soak(
         result = run_soak(config, minutes, set_ or [], switch_s=switch_s, window_s=window_s, verbose=not json_)
     except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-    if json_:
-        typer.echo(json.dumps(result))
+    if emit_json(result, out, json_):
         return
     typer.echo(f"{result['minutes']:.1f} min, {result['goals_switched']} goals ({result['goals_reached']} reached) | "
                f"RSS {result['rss_mb_after_warmup']:.1f} -> {result['rss_mb_end']:.1f} MB "
@@ -150,12 +146,7 @@ def bench_fuzz(
     from runtime.evaluation.fuzz import run_fuzz
 
     result = run_fuzz(messages)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-    if json_:
-        typer.echo(json.dumps(result))
-    else:
+    if not emit_json(result, out, json_):
         for entry in result["sockets"]:
             typer.echo(f"{entry['socket']}: {entry['sent']} sent, {entry['counted']} counted in {entry['seconds']} s, "
                        f"{entry['derived_from_bad_data']} derived from bad data, valid traffic resumed: "

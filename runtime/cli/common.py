@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,3 +36,14 @@ def client_security(secret_key: Path | None, server_key: Path | None, server_opt
                             server_key=read_public_key(server_key, server_option))
     except SecurityError as exc:
         raise fail(str(exc)) from exc
+
+
+def emit_json(result: dict[str, Any], out: Path | None, json_: bool) -> bool:
+    """Write `result` to `out` (if given) and print it as one JSON line with --json; True when printed, so the
+    caller skips its human-readable lines."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    if json_:
+        typer.echo(json.dumps(result))
+    return json_

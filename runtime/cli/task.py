@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.cli.common import SetOption, fail
+from runtime.cli.common import SetOption, emit_json, fail
 
 task_app = typer.Typer(help="Tasks in the sim and their goal sets (docs/tasks.md).", no_args_is_help=True)
 eval_app = typer.Typer(help="Planners judged on a task's goal set, with intervals (docs/tasks.md).",
@@ -116,11 +116,7 @@ def evaluate(
     except (ConfigError, GoalSetError, ValueError, FileNotFoundError, ImportError, ConnectionError) as exc:
         raise fail(str(exc)) from exc
     result["config"] = str(config)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-    if json_:
-        typer.echo(json.dumps(result))
+    if emit_json(result, out, json_):
         return
     world = "the simulator (--oracle) in the latent of model" if oracle else "model"
     typer.echo(f"{task} k={result['k']} budget {result['budget']} steps, {result['goals']} goals, {world} "

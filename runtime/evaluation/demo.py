@@ -14,7 +14,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from runtime.config import load_config
+from runtime.config import RunConfig, load_config
 from runtime.link import protocol
 from runtime.loop import ControlLoop
 
@@ -101,19 +101,24 @@ class SimControllerProcess:
                 self.process.wait()
 
 
+def config_against(controller: SimControllerProcess, config_path: Path, overrides: list[str]) -> RunConfig:
+    """The run config with its link and camera on `controller`'s sockets; goals come from the caller."""
+    return load_config(config_path, [
+        *overrides,
+        f"link.command_endpoint={controller.endpoints['command']}",
+        f"link.state_endpoint={controller.endpoints['state']}",
+        f"source.uri={controller.endpoints['frame'].replace('tcp://', 'zmq://')}",
+        "goal.image=null",
+        "link.goal_endpoint=null",
+    ])
+
+
 def run_demo(config_path: Path, goal_count: int, overrides: list[str], tolerance_m: float = 0.05,
              goal_timeout_s: float = 10.0, settle_s: float = 0.3, verbose: bool = True) -> dict[str, Any]:
     """Drive to the first `goal_count` held-out goals; returns the JSON-able result."""
     controller = SimControllerProcess()
     try:
-        config = load_config(config_path, [
-            *overrides,
-            f"link.command_endpoint={controller.endpoints['command']}",
-            f"link.state_endpoint={controller.endpoints['state']}",
-            f"source.uri={controller.endpoints['frame'].replace('tcp://', 'zmq://')}",
-            "goal.image=null",
-            "link.goal_endpoint=null",
-        ])
+        config = config_against(controller, config_path, overrides)
         goals_file = config.model.manifest.parent / "goals" / "goals.json"
         goals = load_goals(goals_file)[:goal_count]
         if len(goals) < goal_count:

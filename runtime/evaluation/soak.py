@@ -18,8 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.config import load_config
-from runtime.evaluation.demo import DemoError, SimControllerProcess, load_goals
+from runtime.evaluation.demo import DemoError, SimControllerProcess, config_against, load_goals
 from runtime.loop import ControlLoop
 from runtime.telemetry import LogHistogram
 
@@ -47,14 +46,7 @@ def run_soak(config_path: Path, minutes: float, overrides: list[str], switch_s: 
                          f"({duration_s / 2:g} s)")
     controller = SimControllerProcess()
     try:
-        config = load_config(config_path, [
-            *overrides,
-            f"link.command_endpoint={controller.endpoints['command']}",
-            f"link.state_endpoint={controller.endpoints['state']}",
-            f"source.uri={controller.endpoints['frame'].replace('tcp://', 'zmq://')}",
-            "goal.image=null",
-            "link.goal_endpoint=null",
-        ])
+        config = config_against(controller, config_path, overrides)
         goals_file = config.model.manifest.parent / "goals" / "goals.json"
         goals = [(_read_image(goals_file.parent / goal["image"]), np.asarray(goal["ee"], dtype=np.float64))
                  for goal in load_goals(goals_file)]
