@@ -113,6 +113,13 @@ def config_against(controller: SimControllerProcess, config_path: Path, override
     ])
 
 
+def run_facts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a demo or soak report carries from the run's summary.json."""
+    return {"loop_hz": summary["loop_hz"], "tick_ms": summary["tick_ms"],
+            "plan_ms_p50": summary["planner"]["plan_ms_p50"], "counters": summary["counters"],
+            "backend": summary["backend"], "model_sha256": summary["model_sha256"], "run_dir": summary["run_dir"]}
+
+
 def run_demo(config_path: Path, goal_count: int, overrides: list[str], tolerance_m: float = 0.05,
              goal_timeout_s: float = 10.0, settle_s: float = 0.3, verbose: bool = True) -> dict[str, Any]:
     """Drive to the first `goal_count` held-out goals; returns the JSON-able result."""
@@ -143,13 +150,7 @@ def run_demo(config_path: Path, goal_count: int, overrides: list[str], tolerance
                   for o in outcomes],
         "success_rate": reached / len(outcomes) if outcomes else 0.0,
         "tolerance_m": tolerance_m,
-        "loop_hz": summary["loop_hz"],
-        "tick_ms": summary["tick_ms"],
-        "plan_ms_p50": summary["planner"]["plan_ms_p50"],
-        "counters": summary["counters"],
-        "backend": summary["backend"],
-        "model_sha256": summary["model_sha256"],
-        "run_dir": summary["run_dir"],
+        **run_facts(summary),
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.evaluation.demo import DemoError, SimControllerProcess, config_against, load_goals
+from runtime.evaluation.demo import DemoError, SimControllerProcess, config_against, load_goals, run_facts
 from runtime.loop import ControlLoop
 from runtime.telemetry import LogHistogram
 
@@ -57,17 +57,7 @@ def run_soak(config_path: Path, minutes: float, overrides: list[str], switch_s: 
             summary = loop.close()
     finally:
         controller.stop()
-    return report | {
-        "loop_hz": summary["loop_hz"],
-        "tick_ms": summary["tick_ms"],
-        "plan_ms_p50": summary["planner"]["plan_ms_p50"],
-        "counters": summary["counters"],
-        "backend": summary["backend"],
-        "model_sha256": summary["model_sha256"],
-        "platform": summary["platform"],
-        "config": summary["config"],
-        "run_dir": summary["run_dir"],
-    }
+    return report | run_facts(summary) | {"platform": summary["platform"], "config": summary["config"]}
 
 
 def _read_image(path: Path) -> np.ndarray:
