@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -31,3 +36,23 @@ def drive_until(runtime: RuntimeLink, condition: Callable[[State], bool], action
         if state is not None and condition(state):
             return state
     raise AssertionError(f"no state satisfied the condition; runtime counters {runtime.counters}")
+
+
+@contextlib.contextmanager
+def reaped(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The process, killed and waited for on the way out if it is still running (a test failed midway)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def exit_line_after_sigterm(process: subprocess.Popen[str], timeout_s: float = 10.0) -> tuple[dict[str, Any], str]:
+    """SIGTERM a controller process and wait for it: its exit line (stdout's last, JSON) and its stderr, having
+    asserted it exited 0."""
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1]), err

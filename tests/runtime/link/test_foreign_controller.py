@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -133,14 +133,9 @@ def test_c_controller_drops_and_counts_what_the_protocol_says_to_drop(
     running: tuple[subprocess.Popen[str], dict[str, str]], zmq_context: zmq.Context
 ) -> None:
     process, endpoints = running
-    publisher = zmq_context.socket(zmq.PUB)
-    publisher.connect(endpoints["command"])
-
+    publisher = command_publisher(zmq_context, endpoints)
     with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
-        seq = 0
-        while drive_until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
-            publisher.send(command(seq))
-            seq += 1
+        seq = send_until(publisher, runtime, lambda s: s.last_command_seq >= 0)
         bad = [
             b"garbage",
             msgpack.packb([1, 2]),
@@ -187,18 +182,32 @@ def command(seq: int, session: str | None = None, **changes: object) -> bytes:
     return msgpack.packb(body | changes, use_bin_type=True)
 
 
+def command_publisher(zmq_context: zmq.Context, endpoints: dict[str, str]) -> zmq.Socket:
+    """A PUB connected to the controller's command socket, as a runtime's, without the runtime's checks."""
+    publisher = zmq_context.socket(zmq.PUB)
+    publisher.connect(endpoints["command"])
+    return publisher
+
+
+def send_until(publisher: zmq.Socket, runtime: RuntimeLink, condition: Callable[[protocol.State], bool],
+               session: str | None = None) -> int:
+    """Commands seq 0, 1, ... until a state meets `condition` (PUB/SUB: the first are lost until the connection
+    exists); returns the next seq."""
+    seq = 0
+    while not condition(drive_until(runtime, lambda s: True)):
+        publisher.send(command(seq, session))
+        seq += 1
+    return seq
+
+
 def test_c_controller_obeys_only_newer_commands_and_the_newest_session(
     running: tuple[subprocess.Popen[str], dict[str, str]], zmq_context: zmq.Context
 ) -> None:
     """seq 1000, then 3 and 1000 again: dropped. A new session starts again at 0 and the old one is refused."""
     process, endpoints = running
-    publisher = zmq_context.socket(zmq.PUB)
-    publisher.connect(endpoints["command"])
+    publisher = command_publisher(zmq_context, endpoints)
     with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
-        seq = 0
-        while drive_until(runtime, lambda s: True).last_command_seq < 0:  # PUB/SUB: send until connected
-            publisher.send(command(seq, "run-a"))
-            seq += 1
+        send_until(publisher, runtime, lambda s: s.last_command_seq >= 0, "run-a")
         for payload in (command(1000, "run-a"), command(3, "run-a"), command(1000, "run-a")):
             publisher.send(payload)
         drive_until(runtime, lambda s: s.last_command_seq == 1000)
@@ -217,13 +226,9 @@ def test_c_controller_holds_still_at_once_on_a_non_finite_command(
 ) -> None:
     """Not left to the watchdog: the robot is stopped when the command arrives, so the watchdog never fires."""
     process, endpoints = running
-    publisher = zmq_context.socket(zmq.PUB)
-    publisher.connect(endpoints["command"])
+    publisher = command_publisher(zmq_context, endpoints)
     with RuntimeLink("tcp://127.0.0.1:9", endpoints["state"]) as runtime:
-        seq = 0
-        while drive_until(runtime, lambda s: True).stopped:  # PUB/SUB: send until connected and moving
-            publisher.send(command(seq, "run-a"))
-            seq += 1
+        seq = send_until(publisher, runtime, lambda s: not s.stopped, "run-a")  # connected and moving
         publisher.send(command(seq, "run-a", action=[0.5, float("nan")]))
         held = drive_until(runtime, lambda s: s.stopped)
         assert np.array_equal(held.dq, [0.0, 0.0])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from waiting import wait_state
+from waiting import exit_line_after_sigterm, reaped, wait_state
 
 from runtime.cli.app import app
 from runtime.goals import GoalError, GoalServer, send_goal
@@ -243,9 +242,8 @@ def test_the_sim_controller_takes_the_same_keys_and_refuses_strangers(keys: Keys
     args = ["--command-endpoint", ANY_PORT, "--state-endpoint", ANY_PORT, "--frame-endpoint", ANY_PORT,
             "--frame-hz", "5", "--secret-key", str(keys.folder / "controller.key_secret"),
             "--allowed-clients", str(keys.folder / "runtime.key")]
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "controller", "sim", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(subprocess.Popen([sys.executable, "-m", "runtime.cli", "controller", "sim", *args],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as process:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())
         with RuntimeLink(ready["command"], ready["state"], security=keys.client("runtime")) as runtime:
@@ -254,13 +252,7 @@ def test_the_sim_controller_takes_the_same_keys_and_refuses_strangers(keys: Keys
             assert wait_state(stranger, 1.0) is None
         with RuntimeLink(ready["command"], ready["state"]) as plaintext:
             assert wait_state(plaintext, 1.0) is None
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    counters = json.loads(out.strip().splitlines()[-1])["counters"]
+        exit_line, err = exit_line_after_sigterm(process)
+    counters = exit_line["counters"]
     assert counters["refused_unknown_key"] >= 1 and counters["refused_plaintext"] >= 1, counters
     assert keys.public("stranger").decode() in err

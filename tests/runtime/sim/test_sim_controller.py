@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from waiting import drive_until, wait_state
+from waiting import drive_until, exit_line_after_sigterm, reaped, wait_state
 
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
@@ -226,10 +225,8 @@ def test_cli_prints_ready_and_exit_lines_and_exits_cleanly_on_sigterm() -> None:
         "--frame-hz",
         "5",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with reaped(subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)) as process:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())
         assert ready["event"] == "ready"
@@ -238,14 +235,7 @@ def test_cli_prints_ready_and_exit_lines_and_exits_cleanly_on_sigterm() -> None:
             state = wait_state(runtime, 10.0)
             assert state is not None
             np.testing.assert_allclose(state.q, [0.5, -0.5], atol=1e-6)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    exit_line = json.loads(out.strip().splitlines()[-1])
+        exit_line, _ = exit_line_after_sigterm(process)
     assert exit_line["event"] == "exit" and exit_line["counters"]["states_sent"] > 0
 
 
