@@ -20,7 +20,7 @@ import numpy as np
 from mujoco import rollout
 
 from perception.manifest import Manifest
-from planning.training import visual_basis
+from planning.visual_basis import visual_basis
 from runtime.sim.scene import Scene
 from runtime.sim.tasks import Task
 

@@ -88,7 +88,7 @@ def test_bad_episodes_are_refused(episodes: list[EpisodeArrays]) -> None:
 
 @pytest.mark.parametrize("state_dim", [1, 2, 3, 4, 6, 7])
 def test_the_visual_basis_is_a_tight_frame_of_unit_rows(state_dim: int) -> None:
-    from planning.training import visual_basis
+    from planning.visual_basis import visual_basis
 
     basis = visual_basis(16, state_dim).astype(np.float64)
     np.testing.assert_allclose(np.linalg.norm(basis, axis=1), 1.0, atol=1e-6)  # unit variance per latent axis
@@ -101,7 +101,7 @@ def test_the_visual_basis_is_a_tight_frame_of_unit_rows(state_dim: int) -> None:
 
 
 def test_two_joints_keep_the_half_turn_basis_whose_l1_distance_is_nearly_euclidean() -> None:
-    from planning.training import visual_basis
+    from planning.visual_basis import visual_basis
 
     angles = np.pi * np.arange(16) / 16
     np.testing.assert_allclose(visual_basis(16), np.stack([np.cos(angles), np.sin(angles)], axis=1), atol=1e-7)

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from perception.manifest import Manifest, load_manifest
-from planning.training import visual_basis
+from planning.visual_basis import visual_basis
 from runtime.evaluation.oracle import OracleError, OracleModel
 from runtime.sim.tasks import open_task
 
