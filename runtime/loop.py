@@ -263,7 +263,8 @@ class ControlLoop:
         counters["drops"] = self.source.dropped
         counters.update(getattr(self.source, "counters", {}))  # a controller's frame stream (its bad_messages below)
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
-        counters.update({name: self.link.counters.get(name, 0) for name in LINK_DROP_COUNTERS})
+        for name in LINK_DROP_COUNTERS:  # no dict built per tick
+            counters[name] = self.link.counters.get(name, 0)
 
     def _note_outage(self, state_age_ms: float | None, now: float) -> None:
         """Count each time the controller's state stops coming (its newest is older than the state timeout, whatever
