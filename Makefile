@@ -29,7 +29,7 @@ sysdeps:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,sim,dev,bench,tune]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,sim,dev,bench,tune,observe]"
 	touch $(STAMP)
 
 setup: sysdeps $(STAMP)
