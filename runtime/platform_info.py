@@ -186,6 +186,49 @@ def cuda_version() -> str | None:
     return target.removeprefix("cuda-") if target.startswith("cuda-") else None
 
 
+# The instruction-set extensions that decide ONNX Runtime's and NumPy's kernels (x86 and ARM spellings).
+RELEVANT_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                      "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "neon", "asimd", "asimdhp", "asimddp", "sve",
+                      "sve2", "i8mm", "bf16")
+
+
+def parse_cpu_flags(cpuinfo: str) -> list[str]:
+    """/proc/cpuinfo's first `flags` (x86) or `Features` (ARM) line, filtered to RELEVANT_CPU_FLAGS, in that order."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [flag for flag in RELEVANT_CPU_FLAGS if flag in present]
+    return []
+
+
+def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
+    """`nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader,nounits`."""
+    gpus = []
+    for line in text.strip().splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) == 4:
+            gpus.append({"name": fields[0], "driver": fields[1], "memory_mib": _number(fields[2]),
+                         "max_sm_clock_mhz": _number(fields[3])})
+    return gpus
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:  # "[N/A]" on GPUs that do not report it
+        return None
+
+
+def gpus() -> list[dict[str, Any]] | None:
+    """Discrete NVIDIA GPUs by nvidia-smi; None where it is absent (a Jetson's GPU is described under `jetson`)."""
+    if _which("nvidia-smi") is None:
+        return None
+    query = run_query(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                       "--format=csv,noheader,nounits"])
+    return parse_nvidia_smi(query or "")
+
+
 def cpu_model() -> str | None:
     cpuinfo = _read_text(Path("/proc/cpuinfo")) or ""
     for line in cpuinfo.splitlines():
@@ -350,6 +393,8 @@ def collect() -> dict[str, Any]:
             "python": platform.python_version(),
             "cpu_model": _safe(cpu_model),
             "cpu_count": os.cpu_count(),
+            "cpu_flags": _safe(lambda: parse_cpu_flags(_read_text(Path("/proc/cpuinfo")) or "")),
+            "gpus": _safe(gpus),
             "onnxruntime": _safe(lambda: _dist_version("onnxruntime", "onnxruntime-gpu")),
             "tensorrt": _safe(tensorrt_version),
             "cuda": _safe(cuda_version),

@@ -4,19 +4,19 @@ socket of the link (docs/reliability.md)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from runtime.cli.common import ConfigOption, SetOption, emit_json, fail
+from runtime.cli.common import ConfigOption, ResultOutOption, SetOption, emit_json, fail
 
 
 def bench_model(
     config: ConfigOption = Path("configs/demo.yaml"),
     backend: Annotated[list[str] | None, typer.Option(help="Backends to compare (repeatable).")] = None,
     repeats: Annotated[int, typer.Option(min=10, help="Timed calls per measurement.")] = 200,
+    out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
@@ -30,11 +30,11 @@ def bench_model(
     from runtime.evaluation.bench import bench_model as measure
 
     try:
-        result = measure(load_config(config, set_ or []), backend or ["onnxruntime", "torch"], repeats)
+        run_config = load_config(config, set_ or [])
+        result = measure(run_config, backend or ["onnxruntime", "torch"], repeats)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
-    if json_:
-        typer.echo(json.dumps(result))
+    if emit_json(result, out, json_, kind="bench-model", config=run_config):
         return
     table = Table(title=f"median ms, {result['samples']} samples x {result['horizon']} steps x "
                         f"{result['iterations']} iterations, {result['threads']} thread(s)")
@@ -63,6 +63,7 @@ def bench_planner(
     mppi_temperature: Annotated[float, typer.Option(
         min=1e-6, help="pytorch-mppi's lambda, in cost units (0.1: its best in docs/benchmarks.md)."
     )] = 0.1,
+    out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
@@ -86,8 +87,7 @@ def bench_planner(
             result = found
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from exc
-    if json_:
-        typer.echo(json.dumps(result))
+    if emit_json(result, out, json_, kind="bench-planner-sweep" if sweep else "bench-planner", config=run_config):
         return
     if sweep:
         for row in rows:
@@ -111,21 +111,22 @@ def bench_soak(
     window_s: Annotated[float, typer.Option(min=1.0, help="The first and last windows whose tick p99 are compared "
                                                           "(the first is also the warm-up RSS is measured after).")]
     = 60.0,
-    out: Annotated[Path | None, typer.Option(help="Also write the report's JSON to this file.")] = None,
+    out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     set_: SetOption = None,
 ) -> None:
     """The demo's closed loop against the sim controller process for a long time, goals switching: RSS growth and
     tick p99 drift (docs/reliability.md, Soak)."""
-    from runtime.config import ConfigError
+    from runtime.config import ConfigError, load_config
     from runtime.evaluation.demo import DemoError
     from runtime.evaluation.soak import run_soak
 
     try:
+        run_config = load_config(config, set_ or [])
         result = run_soak(config, minutes, set_ or [], switch_s=switch_s, window_s=window_s, verbose=not json_)
     except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    if emit_json(result, out, json_):
+    if emit_json(result, out, json_, kind="bench-soak", config=run_config):
         return
     typer.echo(f"{result['minutes']:.1f} min, {result['goals_switched']} goals ({result['goals_reached']} reached) | "
                f"RSS {result['rss_mb_after_warmup']:.1f} -> {result['rss_mb_end']:.1f} MB "
@@ -137,7 +138,7 @@ def bench_soak(
 
 def bench_fuzz(
     messages: Annotated[int, typer.Option(min=1, help="Malformed messages per socket.")] = 100_000,
-    out: Annotated[Path | None, typer.Option(help="Also write the report's JSON to this file.")] = None,
+    out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Malformed messages (and ones over 8 MiB) at the runtime's state, frame and goal sockets and the sim
@@ -146,7 +147,7 @@ def bench_fuzz(
     from runtime.evaluation.fuzz import run_fuzz
 
     result = run_fuzz(messages)
-    if not emit_json(result, out, json_):
+    if not emit_json(result, out, json_, kind="bench-fuzz", config=None):
         for entry in result["sockets"]:
             typer.echo(f"{entry['socket']}: {entry['sent']} sent, {entry['counted']} counted in {entry['seconds']} s, "
                        f"{entry['derived_from_bad_data']} derived from bad data, valid traffic resumed: "

@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from runtime.config import RunConfig
     from runtime.link.security import LinkSecurity
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config YAML.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: dotted.key=value (repeatable).")]
+ResultOutOption = Annotated[Path | None, typer.Option(
+    "--out", help="Write the result JSON here (default: RUNS_DIR/results/KIND-TIME.json).")]
 SecretKeyOption = Annotated[Path | None, typer.Option(
     "--secret-key", help="CURVE: this client's NAME.key_secret file (docs/security.md); needs the server's key too.")]
 
@@ -38,12 +41,16 @@ def client_security(secret_key: Path | None, server_key: Path | None, server_opt
         raise fail(str(exc)) from exc
 
 
-def emit_json(result: dict[str, Any], out: Path | None, json_: bool) -> bool:
-    """Write `result` to `out` (if given) and print it as one JSON line with --json; True when printed, so the
-    caller skips its human-readable lines."""
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+def emit_json(result: dict[str, Any], out: Path | None, json_: bool, *, kind: str, config: RunConfig | None,
+              manifest: Path | None = None) -> bool:
+    """Stamp `result` with its provenance and write it to `out`, else under `<runs_dir>/results/`
+    (runtime/evaluation/results.py); print it as one JSON line with --json, else say where it went. True when
+    printed, so the caller skips its human-readable lines."""
+    from runtime.evaluation.results import write_result
+
+    path = write_result(result, kind, config, out, manifest=manifest)
     if json_:
         typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"result: {path}", err=True)
     return json_

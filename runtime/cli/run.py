@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.cli.common import ConfigOption, SetOption, fail
+from runtime.cli.common import ConfigOption, ResultOutOption, SetOption, emit_json, fail
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -65,22 +65,25 @@ def demo(
                                                   "loop and link, each from its start state within its budget.")]
     = None,
     k: Annotated[int, typer.Option("--k", min=1, help="With --task: the goal set (data/goals/TASK-kK.json).")] = 25,
+    out: ResultOutOption = None,
     set_: SetOption = None,
 ) -> None:
     """Start the sim controller and drive the arm to held-out goal images, closed loop (or play a task)."""
-    from runtime.config import ConfigError
+    from runtime.config import ConfigError, load_config
     from runtime.evaluation.demo import DemoError, run_demo
 
+    config_path = config or (Path("configs") / "tasks" / f"{task}.yaml" if task is not None
+                             else Path("configs/demo.yaml"))
     try:
+        run_config = load_config(config_path, set_ or [])
         if task is not None:
-            result = _task_demo(task, k, config, goals_, set_ or [], verbose=not json_)
+            result = _task_demo(task, k, config_path, goals_, set_ or [], verbose=not json_)
         else:
-            result = run_demo(config or Path("configs/demo.yaml"), goals_, set_ or [], tolerance_m=tolerance_m,
+            result = run_demo(config_path, goals_, set_ or [], tolerance_m=tolerance_m,
                               goal_timeout_s=goal_timeout_s, verbose=not json_)
     except (ConfigError, DemoError, FileNotFoundError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from exc
-    if json_:
-        typer.echo(json.dumps(result))
+    if emit_json(result, out, json_, kind="demo-task" if task is not None else "demo", config=run_config):
         return
     if task is not None:
         low, high = result["success_interval_95"]
@@ -96,11 +99,10 @@ def demo(
                f"{result['plan_ms_p50']:.1f} ms | backend {result['backend']} | run {result['run_dir']}")
 
 
-def _task_demo(task: str, k: int, config: Path | None, goals: int, overrides: list[str],
+def _task_demo(task: str, k: int, config: Path, goals: int, overrides: list[str],
                verbose: bool) -> dict[str, Any]:
     from runtime.evaluation.task_demo import run_task_demo
     from runtime.sim.goal_sets import read_goal_set, shipped_goal_set
 
     goal_set = read_goal_set(shipped_goal_set(task, k))
-    return run_task_demo(goal_set, config or Path("configs") / "tasks" / f"{task}.yaml", overrides, goals,
-                         verbose=verbose)
+    return run_task_demo(goal_set, config, overrides, goals, verbose=verbose)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.cli.common import SetOption, emit_json, fail
+from runtime.cli.common import ResultOutOption, SetOption, emit_json, fail
 
 task_app = typer.Typer(help="Tasks in the sim and their goal sets (docs/tasks.md).", no_args_is_help=True)
 eval_app = typer.Typer(help="Planners judged on a task's goal set, with intervals (docs/tasks.md).",
@@ -66,7 +66,7 @@ def evaluate(
                                                       "the others are compared with, paired.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config whose model and planner are "
                                                 "judged (default: configs/tasks/TASK.yaml).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Also write the result JSON here.")] = None,
+    out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     ray: Annotated[str | None, typer.Option(help="Spread episodes over Ray: 'local', 'auto' or ray://HOST:10001 "
                                                  "(every node needs the repo and models at the same paths).")]
@@ -116,7 +116,7 @@ def evaluate(
     except (ConfigError, GoalSetError, ValueError, FileNotFoundError, ImportError, ConnectionError) as exc:
         raise fail(str(exc)) from exc
     result["config"] = str(config)
-    if emit_json(result, out, json_):
+    if emit_json(result, out, json_, kind="eval", config=run_config):
         return
     world = "the simulator (--oracle) in the latent of model" if oracle else "model"
     typer.echo(f"{task} k={result['k']} budget {result['budget']} steps, {result['goals']} goals, {world} "
