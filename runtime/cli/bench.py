@@ -154,3 +154,32 @@ def bench_fuzz(
                        f"{entry['valid_traffic_resumed']} | {entry['counters']}")
     if not (result["all_counted"] and result["nothing_derived"] and result["all_resumed"]):
         raise typer.Exit(1)
+
+
+def bench_report(
+    template: Annotated[Path, typer.Option(help="The page with its table and value lines.")]
+    = Path("docs/results/benchmarks.template.md"),
+    results: Annotated[Path, typer.Option(help="Folder of result JSONs the template names by file stem.")]
+    = Path("docs/results"),
+    out: Annotated[Path, typer.Option(help="The page to write.")] = Path("docs/benchmarks.md"),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if the page differs from what the results "
+                                             "give.")] = False,
+) -> None:
+    """Regenerate docs/benchmarks.md from stored results (docs/benchmarks.md, How this page is made): each table
+    refuses rows of different models or machines unless it declares that comparison."""
+    from runtime.evaluation.report.provenance_line import ReportError
+    from runtime.evaluation.report.render import render
+
+    try:
+        page = render(template, results)
+    except (ReportError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    if check:
+        if not out.exists() or out.read_text() != page:
+            typer.echo(f"{out} differs from {template} with the results in {results}: run `edgeloop bench report`",
+                       err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is what {template} and {results} give")
+        return
+    out.write_text(page)
+    typer.echo(f"wrote {out}")
