@@ -183,3 +183,23 @@ def bench_report(
         return
     out.write_text(page)
     typer.echo(f"wrote {out}")
+
+
+def bench_link(
+    round_trips: Annotated[int, typer.Option(min=100, help="Timed round trips per side.")] = 20_000,
+    block: Annotated[int, typer.Option(min=10, help="Round trips per block; blocks alternate between the sides.")]
+    = 250,
+    out: ResultOutOption = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Our link's round trip (command out, state back, both decoded and checked) beside a raw pyzmq echo of the
+    same bytes on sockets of the same types and options, alternating in one run (docs/benchmarks.md)."""
+    from runtime.evaluation.link_bench import bench_link as measure
+
+    result = measure(round_trips, block)
+    if emit_json(result, out, json_, kind="bench-link", config=None):
+        return
+    for name, side in result["sides"].items():
+        typer.echo(f"{name:10s} round trip p50 {side['p50_us']:.1f} us  p90 {side['p90_us']:.1f} us  "
+                   f"p99 {side['p99_us']:.1f} us  ({side['round_trips']} round trips)")
+    typer.echo(f"edgeloop / raw pyzmq: {result['ratio_p50']:.2f}x at p50, {result['ratio_p99']:.2f}x at p99")

@@ -135,6 +135,11 @@ class ControllerLink:
         """Why the last dropped message was dropped."""
         return self._drop.last_error
 
+    @property
+    def command_socket(self) -> zmq.Socket:
+        """For a caller that waits on commands and other sockets in one zmq.Poller, then calls poll(0)."""
+        return self._commands
+
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
         socket = self._context.socket(kind)
         self._sockets.append(socket)
@@ -165,12 +170,10 @@ class ControllerLink:
         newest: protocol.Command | protocol.Stop | None = None
         taken = 0
         for _ in range(_COMMAND_QUEUE):  # bounded, so a flooding sender cannot stall the control loop
-            if taken >= POLL_BUDGET_BYTES:
+            # EVENTS, not recv until zmq.Again: raising costs more than the rest of a command's handling.
+            if taken >= POLL_BUDGET_BYTES or not int(self._commands.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 break
-            try:
-                payload = self._commands.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+            payload = self._commands.recv(zmq.NOBLOCK)
             taken += len(payload)
             accepted = self._accept(payload)
             if accepted is not None:

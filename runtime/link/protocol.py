@@ -234,6 +234,40 @@ class _Reader:
         return body
 
 
+def _unpack(payload: bytes, max_bytes: int) -> Any:
+    """The message's value under the limits above. A payload of at most MAX_ENTRIES bytes cannot hold more entries
+    than that (each takes a byte), so msgpack's C unpacker builds it at once and the container limits are checked
+    on what it built; a longer one is walked entry by entry, so that nothing is built before it is checked."""
+    if len(payload) > MAX_ENTRIES:
+        return _Reader(payload, max_bytes).message()
+    value = msgpack.unpackb(payload, raw=False, max_bin_len=max_bytes, max_ext_len=0, strict_map_key=False)
+    if type(value) in _CONTAINER_TYPES:
+        _check_container(value, 0)
+    return value
+
+
+def _check_container(value: dict[Any, Any] | list[Any], depth: int) -> None:
+    """The limits _Reader applies while walking, applied to a container already built (in the same words)."""
+    if depth == MAX_DEPTH:
+        raise ProtocolError(f"containers nested deeper than {MAX_DEPTH} levels exceed the limit")
+    if type(value) is dict:
+        if len(value) > MAX_KEYS:
+            raise ProtocolError(f"map of {len(value)} entries exceeds the limit of {MAX_KEYS}")
+        if not all(type(key) is str for key in value):
+            raise ProtocolError("map keys must be msgpack str")
+        items: Any = value.values()
+    else:
+        if len(value) > MAX_VALUES:
+            raise ProtocolError(f"array of {len(value)} entries exceeds the limit of {MAX_VALUES}")
+        items = value
+    for item in items:
+        if type(item) in _CONTAINER_TYPES:
+            _check_container(item, depth + 1)
+
+
+_CONTAINER_TYPES = (dict, list)
+
+
 def _get(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in body:
         raise ProtocolError(f"{where}: missing field '{key}'")
@@ -260,15 +294,19 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return kind.__name__
 
 
-def _numbers(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
-    """A field of numbers as float64, finite or not."""
-    values = _get(body, key, list, where)
+def _number_list(body: dict[str, Any], key: str, where: str, allow_empty: bool) -> list[int | float]:
+    values: list[int | float] = _get(body, key, list, where)
     if not values and not allow_empty:
         raise ProtocolError(f"{where}: field '{key}' is empty")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ProtocolError(f"{where}: field '{key}' must hold numbers")
-    return np.asarray(values, dtype=np.float64)
+    return values
+
+
+def _numbers(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
+    """A field of numbers as float64, finite or not."""
+    return np.asarray(_number_list(body, key, where, allow_empty), dtype=np.float64)
 
 
 def _non_finite(key: str, where: str) -> str:
@@ -276,10 +314,11 @@ def _non_finite(key: str, where: str) -> str:
 
 
 def _vector(body: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> np.ndarray:
-    array = _numbers(body, key, where, allow_empty)
-    if not np.all(np.isfinite(array)):
+    values = _number_list(body, key, where, allow_empty)
+    # On the list: a few values are checked faster than NumPy can dispatch (the state stream's hot path).
+    if not all(map(math.isfinite, values)):
         raise ProtocolError(_non_finite(key, where))
-    return array
+    return np.asarray(values, dtype=np.float64)
 
 
 def _session(body: dict[str, Any], where: str) -> str | None:
@@ -323,7 +362,7 @@ def decode(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     if len(payload) > max_bytes:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds the stream's limit of {max_bytes}")
     try:
-        body = _Reader(payload, max_bytes).message()
+        body = _unpack(payload, max_bytes)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on garbage

@@ -131,11 +131,9 @@ class RuntimeLink:
     def _drain(self) -> None:
         """Decode everything waiting; keep the newest state, count the rest."""
         self._redial.check()
-        while True:
-            try:
-                payload = self._states.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        # EVENTS, not recv until zmq.Again: raising costs more than the rest of a state's handling.
+        while int(self._states.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            payload = self._states.recv(zmq.NOBLOCK)
             try:
                 message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
             except protocol.ProtocolError as exc:
@@ -184,6 +182,11 @@ class RuntimeLink:
             return None
         return "; ".join(f"{_TROUBLE[reason]}: {count} since {_clock(first)}"
                          for reason, (count, first) in self._trouble.items())
+
+    def wait_for_state(self, timeout_ms: float) -> bool:
+        """Block up to `timeout_ms` until something arrives on the state socket; True if it did. For callers that
+        wait on the controller (a round trip, a start-up), not for the control loop, which never blocks here."""
+        return bool(self._states.poll(max(0, int(timeout_ms)), zmq.POLLIN))
 
     def latest_state(self) -> protocol.State | None:
         """The newest valid state received since the last call, or None. Never blocks."""

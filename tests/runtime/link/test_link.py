@@ -394,3 +394,18 @@ def test_the_first_bad_state_message_of_each_kind_is_logged(
                           and runtime.counters["bad_messages"] >= 3)
     said = [r.getMessage() for r in caplog.records if "bad_messages" in r.getMessage()]
     assert len(said) == 1 and "not a msgpack message" in said[0] and endpoint in said[0], said
+
+
+def test_the_link_benchmark_times_both_sides_on_real_sockets_in_alternating_blocks() -> None:
+    from runtime.evaluation.link_bench import bench_link
+
+    result = bench_link(round_trips=200, block=50)
+    ours, raw = result["sides"]["edgeloop"], result["sides"]["raw_pyzmq"]
+    # Every timed round trip was answered (a lost one raises), in whole blocks on each side.
+    assert ours["round_trips"] == raw["round_trips"] == 200
+    # The raw side sends the bytes of a command as our link encodes one (stamps of now are 9-byte ints).
+    now = protocol.now_ns()
+    assert result["command_bytes"] == len(protocol.encode(protocol.Command(
+        seq=0, action=np.full(2, 0.25), stamp_capture=now, stamp_send=now, ttl_ms=2000.0, session="0" * 16)))
+    assert ours["p50_us"] <= ours["p90_us"] <= ours["p99_us"]
+    assert result["ratio_p50"] == pytest.approx(ours["p50_us"] / raw["p50_us"])
