@@ -42,7 +42,10 @@ def _header(stamp_ns: int) -> Any:
 
 
 def _raw(image: np.ndarray, encoding: str, stamp_ns: int, padding: int = 0) -> Any:
-    pixels = {"bgr8": image, "rgb8": image[..., ::-1], "mono8": image[..., :1]}[encoding]
+    alpha = np.full((*image.shape[:2], 1), 255, np.uint8)
+    pixels = {"bgr8": image, "rgb8": image[..., ::-1], "mono8": image[..., :1],
+              "bgra8": np.concatenate([image, alpha], axis=2),
+              "rgba8": np.concatenate([image[..., ::-1], alpha], axis=2)}[encoding]
     height, width, channels = pixels.shape
     rows = np.zeros((height, width * channels + padding), np.uint8)
     rows[:, : width * channels] = pixels.reshape(height, -1)
@@ -86,7 +89,7 @@ def storage(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "compressed"])
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "bgra8", "rgba8", "compressed"])
 def test_every_frame_decodes_to_bgr_in_order(tmp_path: Path, storage: str, encoding: str) -> None:
     bag = _write_bag(tmp_path / "bag", storage, {"/camera/image_raw": _feed(encoding)})
     with open_source(f"rosbag2:{bag}?topic=/camera/image_raw", pace="fast", loop=False) as source:
