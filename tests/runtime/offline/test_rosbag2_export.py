@@ -167,3 +167,19 @@ def test_bad_inputs_are_refused_naming_them_and_leave_no_bag(run_dir: Path, tmp_
 
     result = _export(str(run_dir), "--out", str(tmp_path / "x"), "--storage", "rosbag1")
     assert result.exit_code == 2 and "rosbag1" in result.output
+
+
+def test_an_episode_recording_exports_with_its_command_stamps(tmp_path: Path) -> None:
+    episode = tmp_path / "episode.mcap"
+    with RecordingWriter(episode) as writer:
+        for tick in range(3):
+            writer.write_tick(tick, 1_000_000_000 + tick * 50_000_000, np.full((8, 8, 3), 40 * tick, np.uint8),
+                              np.array([0.1, 0.2]) * tick, np.array([1.0, -1.0]), np.array([0.5, -0.5]) * tick,
+                              visual_state=np.zeros(2))
+    out = tmp_path / "bag"
+    result = _export(str(episode), "--out", str(out), "--storage", "mcap")
+    assert result.exit_code == 0, result.output
+    bag = _bag(out)
+    assert set(bag) == {"/camera/image", "/joint_states", COMMAND_TOPIC}  # the visual state stays in the MCAP
+    assert [_ns(message) for _t, _s, message in bag[COMMAND_TOPIC]] == [1_000_000_000, 1_050_000_000, 1_100_000_000]
+    assert [list(message.velocity) for _t, _s, message in bag[COMMAND_TOPIC]] == [[0, 0], [0.5, -0.5], [1, -1]]
