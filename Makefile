@@ -11,7 +11,8 @@ export PYOPENGL_PLATFORM ?= egl
 
 # System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
 # the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
-# build. As root we install what is missing, otherwise we say what to install.
+# build; Debian's OpenCV, built with GStreamer as JetPack's is, and GStreamer's base plugins for the tests of
+# the `gst:` source (pip's OpenCV has none). As root we install what is missing, otherwise we say what to install.
 sysdeps:
 	@missing=""; \
 	if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then \
@@ -20,6 +21,8 @@ sysdeps:
 	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	[ -f /usr/include/zmq.h ] || missing="$$missing libzmq3-dev"; \
 	[ -f /usr/include/msgpack.h ] || missing="$$missing libmsgpack-dev"; \
+	ls /usr/lib/python3/dist-packages/cv2*.so >/dev/null 2>&1 || missing="$$missing python3-opencv"; \
+	ls /usr/lib/*/gstreamer-1.0/libgstvideotestsrc.so >/dev/null 2>&1 || missing="$$missing gstreamer1.0-plugins-base"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \

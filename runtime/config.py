@@ -47,7 +47,8 @@ class ModelSection(_Section):
 class SourceSection(_Section):
     uri: str = Field(
         "zmq://127.0.0.1:5557",
-        description="Frame source: file:VIDEO, images:DIR, mcap:FILE, v4l2:DEVICE, gst:PIPELINE or zmq://HOST:PORT.",
+        description="Frame source: file:VIDEO, images:DIR, mcap:FILE, rosbag2:BAG?topic=TOPIC, v4l2:DEVICE, "
+                    "gst:PIPELINE or zmq://HOST:PORT.",
     )
     pace: Literal["realtime", "fast"] = Field(
         "realtime", description="Recorded sources: wall-clock pacing or as fast as read."

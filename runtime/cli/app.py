@@ -12,6 +12,7 @@ from runtime.cli.calibrate import calibrate_app
 from runtime.cli.config import config_schema, config_validate
 from runtime.cli.controller import controller_sim
 from runtime.cli.engine import build_engine, convert_fp16
+from runtime.cli.export import export_app
 from runtime.cli.goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli.keys import keys_generate
 from runtime.cli.model import goals, record, train
@@ -49,6 +50,7 @@ app.add_typer(goal_app, name="goal")
 
 app.add_typer(task_app, name="task")
 app.add_typer(eval_app, name="eval")
+app.add_typer(export_app, name="export")
 
 app.add_typer(calibrate_app, name="calibrate")
 app.command("quantize")(quantize)

@@ -39,7 +39,7 @@ def _parse_state(text: str) -> np.ndarray:
 
 
 def goal_capture(
-    source: Annotated[str, typer.Option(help="Frame source URI (file:, images:, mcap:, v4l2:, gst:, zmq://).")],
+    source: Annotated[str, typer.Option(help="Frame source URI (file:, images:, mcap:, rosbag2:, v4l2:, gst:, zmq://).")],
     out: OutOption,
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Give up when no frame arrives within this long.")]
     = 10.0,

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMES", "FrameSource", "SourceError", "SourceFrame", "open_source"]
 
-SCHEMES = ("file", "images", "mcap", "v4l2", "gst", "zmq")
+SCHEMES = ("file", "images", "mcap", "rosbag2", "v4l2", "gst", "zmq")
 # Playback rate for recordings without their own timing (image folders, videos without a frame rate).
 DEFAULT_FPS = 30.0
 
@@ -21,9 +21,9 @@ def open_source(
     uri: str, *, pace: Pace = "realtime", loop: bool = True, fps: float = DEFAULT_FPS,
     security: LinkSecurity | None = None, min_image_size: tuple[int, int] | None = None,
 ) -> FrameSource:
-    """Open a frame source by URI. `pace`, `loop` and `fps` apply to recordings (file, images, mcap), `security`
-    (CURVE keys) and `min_image_size` ((height, width): smaller frames are refused and counted) to a controller's
-    frame stream (zmq://)."""
+    """Open a frame source by URI. `pace`, `loop` and `fps` apply to recordings (file, images, mcap, rosbag2),
+    `security` (CURVE keys) and `min_image_size` ((height, width): smaller frames are refused and counted) to a
+    controller's frame stream (zmq://)."""
     scheme, sep, rest = uri.partition(":")
     if not sep or scheme not in SCHEMES:
         raise SourceError(f"{uri}: unknown source scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
@@ -44,6 +44,10 @@ def open_source(
         from runtime.sources.mcap_recording import McapSource
 
         return McapSource(uri, Path(rest), pace, loop, fps)
+    if scheme == "rosbag2":
+        from runtime.sources.rosbag2 import Rosbag2Source
+
+        return Rosbag2Source(uri, rest, pace, loop, fps)
     if scheme == "v4l2":
         from runtime.sources.opencv_device import open_v4l2
 
