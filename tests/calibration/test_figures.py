@@ -38,7 +38,8 @@ def test_an_unwritable_plot_names_its_file(tmp_path: Path) -> None:
 
 def test_calibration_plots_are_readable_pngs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    views = [ViewError(f"view_{i:03d}.png", float(e), 54, np.zeros(3), np.zeros(3)) for i, e in enumerate(rng.uniform(0.05, 0.4, 12))]
+    views = [ViewError(f"view_{i:03d}.png", float(error), 54, np.zeros(3), np.zeros(3))
+             for i, error in enumerate(rng.uniform(0.05, 0.4, 12))]
     errors = cv2.imread(str(plot_view_errors(views, 0.1, tmp_path / "errors.png")))
     assert errors is not None and errors.shape[0] > 12 * 20
     corners = [rng.uniform((100, 80), (500, 400), (54, 1, 2)).astype(np.float32) for _ in range(6)]
