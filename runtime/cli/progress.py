@@ -44,11 +44,6 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.advance(self._task, steps)
 
-    def restart(self, description: str, total: int | None) -> None:
-        """A new phase of the work on the same bar, from 0."""
-        if self._progress is not None:
-            self._progress.reset(self._task, total=total, description=description)
-
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None, *, quiet: bool = False) -> Iterator[ProgressBar]:
