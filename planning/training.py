@@ -79,6 +79,7 @@ class TrainResult:
     predictor: Predictor
     image: ImageSpec
     metrics: dict[str, Any]
+    history: list[dict[str, float]]  # per epoch: the mean of each training loss, val_state_error, seconds
 
 
 class _Dataset:
@@ -255,8 +256,10 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
 
 
 def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings,
-                      log: Callable[[str], None] = print) -> TrainResult:
-    """Train encoder + predictor; returns them (eval mode) with the image spec they expect and metrics.
+                      log: Callable[[str], None] = print,
+                      on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train encoder + predictor; returns them (eval mode) with the image spec they expect, metrics and the
+    per-epoch history. `on_step(done, total)` follows the optimizer steps (a time budget may end them early).
 
     Metrics are measured on the held-out episodes (on the training episodes when none are held out).
     The networks have no train/eval-dependent layers, so evaluation between epochs needs no mode switch.
@@ -295,6 +298,8 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
                 schedule.step()
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
+                if on_step is not None:
+                    on_step(epoch * steps_per_epoch + step + 1, settings.epochs * steps_per_epoch)
             z_val = _encode_all(trainer, val)
             state_error = float(np.abs(trainer.state_from_visual(z_val[:, :config.visual_dim])
                                        - val.visual_state).mean())
@@ -322,6 +327,6 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
         }
         log("held-out metrics: " + ", ".join(f"{k} {metrics[k]}" for k in (
             "probe_r2", "visual_state_error_mean", "rollout_relative_rmse_visual", "latent_std_min_proprio")))
-        return TrainResult(config, trainer.encoder.eval(), trainer.predictor.eval(), image, metrics)
+        return TrainResult(config, trainer.encoder.eval(), trainer.predictor.eval(), image, metrics, history)
     finally:
         torch.set_num_threads(threads)

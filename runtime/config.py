@@ -207,6 +207,15 @@ class SafetySection(_Section):
     )
 
 
+class PrometheusSection(_Section):
+    """The run's metrics endpoint for Prometheus (docs/metrics.md); read at scrape time, nothing per tick."""
+
+    enabled: bool = Field(False, description="Serve the run's metrics at http://HOST:PORT/metrics.")
+    host: str = Field("127.0.0.1", description="Address the endpoint binds; 0.0.0.0 opens it to every network "
+                                               "the machine is on (there is no authentication).")
+    port: int = Field(9464, ge=0, le=65535, description="TCP port of the endpoint; 0: any free port.")
+
+
 class RunConfig(_Section):
     """Everything one `edgeloop run` needs. Relative paths resolve against the working directory."""
 
@@ -218,6 +227,7 @@ class RunConfig(_Section):
     goal: GoalSection = Field(default_factory=GoalSection)
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     safety: SafetySection = Field(default_factory=SafetySection)
+    prometheus: PrometheusSection = Field(default_factory=PrometheusSection)
     record: bool = Field(False, description="Write the run (frames, state, latents, plans, commands) to MCAP.")
     runs_dir: Path = Field(Path("runs"), description="Where runs/<id>/summary.json and recordings go.")
 

@@ -65,6 +65,14 @@ class LogHistogram:
         found = _REPRESENTATIVE[np.searchsorted(np.cumsum(self._counts), index, side="right")]
         return np.where(index == 0, self.min, np.where(index == self.count - 1, self.max, found))
 
+    def counts_at_most(self, bounds: list[float]) -> tuple[np.ndarray, int]:
+        """How many values are at most each bound, and how many there are (from one snapshot of the buckets, so
+        a reader in another thread gets counts that agree). Counted by whole buckets: values up to
+        2 * RELATIVE_ERROR below a bound may count as above it."""
+        cumulative = np.cumsum(self._counts)
+        whole = np.searchsorted(_UPPER, np.asarray(bounds, dtype=np.float64), side="right")  # buckets below each
+        return np.where(whole > 0, cumulative[np.maximum(whole - 1, 0)], 0), int(cumulative[-1])
+
     def summary(self) -> dict[str, float]:
         if self.count == 0:
             return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}

@@ -5,11 +5,15 @@ socket of the link (docs/reliability.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runtime.cli.common import ConfigOption, ResultOutOption, SetOption, emit_json, fail
+from runtime.cli.progress import progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def bench_model(
@@ -18,6 +22,8 @@ def bench_model(
     repeats: Annotated[int, typer.Option(min=10, help="Timed calls per measurement.")] = 200,
     out: ResultOutOption = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plots: Annotated[Path | None, typer.Option(help="Also write each backend's per-stage latency histograms to "
+                                                    "DIR/latency_BACKEND.png (needs the observe extra).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Median latency of preprocess, encode, a batched predictor step and a whole plan, per backend.
@@ -26,13 +32,21 @@ def bench_model(
     from rich.console import Console
     from rich.table import Table
 
+    from calibration.figures import PlottingUnavailable
     from runtime.config import ConfigError, load_config
+    from runtime.evaluation.bench import MODEL_STAGES
     from runtime.evaluation.bench import bench_model as measure
+    from runtime.evaluation.latency_plots import plot_stage_latency
 
+    backends = backend or ["onnxruntime", "torch"]
+    samples_ms: dict[str, dict[str, np.ndarray]] = {}
     try:
-        run_config = load_config(config, set_ or [])
-        result = measure(run_config, backend or ["onnxruntime", "torch"], repeats)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        with progress_bar("bench model", len(backends) * len(MODEL_STAGES), quiet=json_) as bar:
+            run_config = load_config(config, set_ or [])
+            result = measure(run_config, backends, repeats, samples_ms=samples_ms,
+                             on_measured=bar.advance)
+        written = plot_stage_latency(samples_ms, plots) if plots is not None else []
+    except (ConfigError, ValueError, FileNotFoundError, PlottingUnavailable, OSError) as exc:
         raise fail(str(exc)) from exc
     if emit_json(result, out, json_, kind="bench-model", config=run_config):
         return
@@ -46,6 +60,8 @@ def bench_model(
     Console().print(table)
     if result["undistort_ms"] is not None:
         typer.echo(f"undistort (calibration.camera, per frame): {result['undistort_ms']:.3f} ms")
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def bench_planner(
@@ -75,16 +91,19 @@ def bench_planner(
     from runtime.evaluation.bench import bench_planner as measure
     from runtime.evaluation.bench import sweep_planner
 
+    axes = {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8], "iterations": [1, 2, 3, 5]}
+    planners = planner or ["cem", "mppi", "pytorch_mppi"]
+    runs = sum(len(values) for values in axes.values()) if sweep else len(planners)
     try:
         run_config = load_config(config, set_ or [])
-        if sweep:
-            rows = sweep_planner(run_config, goals_, {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8],
-                                                      "iterations": [1, 2, 3, 5]}, tolerance_m=tolerance_m)
-            result: dict[str, object] = {"sweep": rows}
-        else:
-            found = measure(run_config, goals_, planner or ["cem", "mppi", "pytorch_mppi"], tolerance_m=tolerance_m,
-                            mppi_noise_std=mppi_noise_std, mppi_temperature=mppi_temperature)
-            result = found
+        with progress_bar("bench planner: goals", runs * goals_, quiet=json_) as bar:
+            if sweep:
+                rows = sweep_planner(run_config, goals_, axes, tolerance_m=tolerance_m, on_goal=bar.advance)
+                result: dict[str, object] = {"sweep": rows}
+            else:
+                found = measure(run_config, goals_, planners, tolerance_m=tolerance_m, mppi_noise_std=mppi_noise_std,
+                                mppi_temperature=mppi_temperature, on_goal=bar.advance)
+                result = found
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from exc
     if emit_json(result, out, json_, kind="bench-planner-sweep" if sweep else "bench-planner", config=run_config):

@@ -200,8 +200,8 @@ def intrinsics_command(
         summary = calibrate_and_write_intrinsics(views, detector.spec, size, model.value, camera_name, rejected,
                                                  rejected_frames, image_of,
                                                  IntrinsicsOutputs(out, ros_out, plots, report))
-    except (ValueError, OSError) as exc:  # bad board images, spec or files; the text names them
-        raise fail(str(exc)) from exc
+    except (ValueError, OSError, ImportError) as exc:  # bad board images, spec or files (the text names them);
+        raise fail(str(exc)) from exc                 # --plots without matplotlib (the text names the extra)
     _print_report(summary, json_)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from runtime.cli.common import fail
+from runtime.cli.progress import progress_bar
 
 
 def record(
@@ -27,14 +28,17 @@ def record(
         from runtime.sim.task_data import record_task_episodes
 
         try:
-            paths = record_task_episodes(task, out, episodes=episodes, steps=steps, seed=seed, name=name)
+            with progress_bar(f"recording {task}", episodes) as bar:
+                paths = record_task_episodes(task, out, episodes=episodes, steps=steps, seed=seed, name=name,
+                                             on_episode=bar.advance)
         except ValueError as exc:
             raise fail(str(exc)) from exc
         typer.echo(f"wrote {len(paths)} episode(s) of {steps} ticks of {task} to {out}")
         return
     from runtime.sim.explore import record_episodes
 
-    paths = record_episodes(out, episodes=episodes, steps=steps, seed=seed, name=name)
+    with progress_bar("recording", episodes) as bar:
+        paths = record_episodes(out, episodes=episodes, steps=steps, seed=seed, name=name, on_episode=bar.advance)
     typer.echo(f"wrote {len(paths)} episode(s) of {steps} ticks to {out}")
 
 
@@ -70,12 +74,15 @@ def train(
     except ValidationError as exc:
         raise fail(format_errors(exc, "training settings (--set)")) from exc
     try:
-        trained = train_from_recordings(data, out, settings, scene=scene, task=task)
+        with progress_bar("training") as bar:
+            trained = train_from_recordings(data, out, settings, scene=scene, task=task, on_step=bar.update)
     except NoRecordingsError as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from exc
     except SceneError as exc:
         raise fail(str(exc)) from exc
     typer.echo(str(trained.manifest))
+    if trained.curves is not None:
+        typer.echo(str(trained.curves))
     typer.echo(json.dumps({k: trained.metrics[k] for k in (
         "probe_r2", "visual_state_error_mean", "rollout_relative_rmse_visual", "latent_std_min_visual",
         "latent_std_min_proprio", "train_seconds")}))

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from runtime.cli.common import fail
+from runtime.cli.progress import progress_bar
 from runtime.config import RunConfig
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
@@ -47,7 +48,8 @@ def quantize(
         config, run_config = _run_config(config)
         if report:  # before the work: a report that cannot run must not be found out after quantizing
             _check_goal_set(fp32.root / "manifest.json", goals)
-        quantized = quantize_from_recordings(fp32, calibration, out, run_config, frames=frames, cache=cache)
+        with progress_bar("quantizing: calibration frames, then the INT8 model"):
+            quantized = quantize_from_recordings(fp32, calibration, out, run_config, frames=frames, cache=cache)
     except (ManifestError, ConfigError, CalibrationSetError, QuantizationError, RecordingError,
             CalibrationFileError, FrameSizeError) as exc:
         raise fail(str(exc)) from exc
@@ -60,7 +62,9 @@ def quantize(
     from runtime.evaluation.accuracy import accuracy_report, write_report
 
     try:
-        result = accuracy_report(fp32.root / "manifest.json", int8_path, run_config.planner, goals=goals)
+        with progress_bar("accuracy report: held-out goals, fp32 then int8", 2 * goals) as bar:
+            result = accuracy_report(fp32.root / "manifest.json", int8_path, run_config.planner, goals=goals,
+                                     on_goal=bar.advance)
     except (ImportError, OSError, ValueError, RuntimeError) as exc:
         raise fail(f"accuracy report: {exc} (the INT8 model in {out} is written and usable)") from exc
     command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in recordings),

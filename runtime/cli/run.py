@@ -33,6 +33,7 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     from perception.trt_build import EngineBuildError
     from runtime.config import ConfigError, load_config
     from runtime.loop import ControlLoop
+    from runtime.prometheus import serve_loop_metrics
     from runtime.recording import RecordingError
     from runtime.sources.base import SourceError
 
@@ -45,10 +46,19 @@ def run(config: ConfigOption, set_: SetOption = None) -> None:
     if early_stop.is_set():
         loop.stop_requested.set()
     try:
+        metrics = serve_loop_metrics(loop.config.prometheus, loop)
+    except OSError as exc:  # the port is taken
+        loop.close()
+        raise fail(str(exc)) from exc
+    if metrics is not None:
+        typer.echo(f"metrics for Prometheus at {metrics.url}", err=True)
+    try:
         loop.run()
     except (FrameSizeError, SourceError) as exc:  # frames of the wrong size, or a video that stops decoding:
         raise fail(str(exc)) from exc           # close() below still sends the stop and writes the summary
     finally:
+        if metrics is not None:
+            metrics.close()
         summary = loop.close()
     typer.echo(json.dumps({k: summary[k] for k in ("loop_hz", "tick_ms", "counters", "run_dir")}))
 

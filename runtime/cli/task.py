@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from runtime.cli.common import ResultOutOption, SetOption, emit_json, fail
+from runtime.cli.progress import progress_bar
 
 task_app = typer.Typer(help="Tasks in the sim and their goal sets (docs/tasks.md).", no_args_is_help=True)
 eval_app = typer.Typer(help="Planners judged on a task's goal set, with intervals (docs/tasks.md).",
@@ -83,9 +84,6 @@ def evaluate(
         return
     if task is None:
         raise typer.BadParameter("give --task (edgeloop task list), or a subcommand", param_hint="--task")
-    from rich.console import Console
-    from rich.progress import Progress
-
     from runtime.config import ConfigError, load_config
     from runtime.evaluation.task_eval import evaluate_task
     from runtime.sim.goal_sets import GoalSetError, read_goal_set, shipped_goal_set
@@ -96,11 +94,10 @@ def evaluate(
         chosen = read_goal_set(goal_set or shipped_goal_set(task, k))
         if chosen.task != task:
             raise GoalSetError(f"{goal_set}: a goal set of task {chosen.task!r}, not {task!r}")
-        with Progress(console=Console(stderr=True), transient=True) as progress:
-            bar = progress.add_task("eval", total=None)
+        with progress_bar("eval", quiet=json_) as bar:
 
             def show(name: str, done: int, total: int) -> None:
-                progress.update(bar, description=f"{task} {name}", completed=done, total=total)
+                bar.update(done, total, f"{task} {name}")
 
             runner = None
             if ray is not None:

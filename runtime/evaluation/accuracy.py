@@ -40,7 +40,8 @@ def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int, 
 
 
 def accuracy_report(fp32_manifest: Path, int8_manifest: Path, settings: PlannerSettings, *, goals: int = 50,
-                    threads: int = 1, repeats: int = 300, seed: int = 0) -> dict[str, Any]:
+                    threads: int = 1, repeats: int = 300, seed: int = 0,
+                    on_goal: Callable[[], None] | None = None) -> dict[str, Any]:
     fp32 = WorldModel(load_manifest(fp32_manifest), threads=threads)
     int8 = WorldModel(load_manifest(int8_manifest), threads=threads)
     if int8.manifest.precision != "int8":
@@ -63,7 +64,7 @@ def accuracy_report(fp32_manifest: Path, int8_manifest: Path, settings: PlannerS
     }
     for name, model in (("fp32", fp32), ("int8", int8)):
         outcome = closed_loop(EdgeloopPolicy(settings.optimizer, planner_for(settings, model)), model, goal_list,
-                              goal_dir, control_period_s=model.manifest.control_period_s)
+                              goal_dir, control_period_s=model.manifest.control_period_s, on_goal=on_goal)
         report[f"success_{name}"] = outcome["success_rate"]
         report[f"mean_final_distance_{name}"] = outcome["mean_final_distance"]
         report[f"plan_ms_{name}"] = outcome["ms_per_plan"]

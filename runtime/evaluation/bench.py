@@ -17,7 +17,8 @@ from runtime.evaluation.pytorch_mppi import PytorchMppiPolicy
 from runtime.world import load_world_model
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
+def timed_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> np.ndarray:
+    """Milliseconds of each of `repeats` calls, after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = np.empty(repeats)
@@ -25,12 +26,18 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
         start = time.perf_counter()
         fn()
         times[i] = time.perf_counter() - start
-    return float(np.median(times) * 1000.0)
+    return times * 1000.0
 
 
-def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[str, Any]:
+MODEL_STAGES = ("preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms")
+
+
+def bench_model(config: RunConfig, backends: list[str], repeats: int, *,
+                samples_ms: dict[str, dict[str, np.ndarray]] | None = None,
+                on_measured: Callable[[], None] | None = None) -> dict[str, Any]:
     """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan per backend;
-    with `calibration.camera` set, also the undistortion of one frame at the calibrated size."""
+    with `calibration.camera` set, also the undistortion of one frame at the calibrated size. Every call's ms
+    go into `samples_ms[backend][stage]` when it is given; `on_measured` follows each stage measured."""
     manifest = load_manifest(config.model.manifest)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (manifest.image.height, manifest.image.width, 3), dtype=np.uint8)
@@ -45,18 +52,23 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
         planner = planner_for(config.planner, model)
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
-        results[backend] = {
-            "preprocess_ms": median_ms(partial(model.preprocess, frame), repeats),
-            "encode_ms": median_ms(partial(model.encode, frame, proprio), repeats),
-            "predict_batch_ms": median_ms(partial(model.predict, latents, actions), repeats),
-            "plan_ms": median_ms(partial(planner.plan, start_latent), max(10, repeats // 5)),
-        }
+        calls: tuple[Callable[[], object], ...] = (
+            partial(model.preprocess, frame), partial(model.encode, frame, proprio),
+            partial(model.predict, latents, actions), partial(planner.plan, start_latent))
+        times: dict[str, np.ndarray] = {}
+        for stage, call in zip(MODEL_STAGES, calls, strict=True):
+            times[stage] = timed_ms(call, max(10, repeats // 5) if stage == "plan_ms" else repeats)
+            if on_measured is not None:
+                on_measured()
+        results[backend] = {stage: float(np.median(ms)) for stage, ms in times.items()}
+        if samples_ms is not None:
+            samples_ms[backend] = times
     undistort_ms = None
     if config.calibration.camera is not None:
         # Per camera frame, before preprocessing; the same on every backend.
         undistort = Undistorter.from_file(config.calibration.camera)
         camera_frame = rng.integers(0, 256, (undistort.size[1], undistort.size[0], 3), dtype=np.uint8)
-        undistort_ms = median_ms(partial(undistort, camera_frame), repeats)
+        undistort_ms = float(np.median(timed_ms(partial(undistort, camera_frame), repeats)))
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
         "samples": n,
@@ -70,7 +82,8 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int) -> dict[st
 
 
 def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mppi_noise_std: float | None = None,
-                  mppi_temperature: float = 0.1, tolerance_m: float = 0.05) -> dict[str, Any]:
+                  mppi_temperature: float = 0.1, tolerance_m: float = 0.05,
+                  on_goal: Callable[[], None] | None = None) -> dict[str, Any]:
     """Ours and pytorch-mppi side by side: same predictor weights, cost, samples x horizon, goals and sim.
 
     pytorch-mppi samples with `mppi_noise_std` (normalized units; default: the config's `planner.mppi.noise_std`)
@@ -84,7 +97,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     for name in planners:
         policy = policy_for(name, config, model, mppi_noise_std=noise_std, mppi_temperature=mppi_temperature)
         results[name] = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
-                                    tolerance_m=tolerance_m)
+                                    tolerance_m=tolerance_m, on_goal=on_goal)
         results[name]["engine"] = f"torch ({policy.device})" if isinstance(policy, PytorchMppiPolicy) else model.backend
     if "pytorch_mppi" in results:
         theirs = results["pytorch_mppi"]["ms_per_plan"]
@@ -104,7 +117,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
 
 
 def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]], *,
-                  tolerance_m: float = 0.05) -> list[dict[str, Any]]:
+                  tolerance_m: float = 0.05, on_goal: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Closed-loop success and plan ms, varying one of samples/horizon/iterations at a time from the config."""
     # TensorRT's predictor profile must hold the largest sample count the sweep tries.
     largest = max([config.planner.samples, *axes.get("samples", [])])
@@ -121,7 +134,7 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
             settings = config.planner.model_copy(update=update)
             policy = EdgeloopPolicy(settings.optimizer, planner_for(settings, model))
             result = closed_loop(policy, model, goals, goal_dir, control_period_s=manifest.control_period_s,
-                                 tolerance_m=tolerance_m)
+                                 tolerance_m=tolerance_m, on_goal=on_goal)
             rows.append({"samples": settings.samples, "horizon": settings.horizon, "iterations": settings.iterations,
                          "mean_iterations": result["mean_iterations"], "varied": key,
                          "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],

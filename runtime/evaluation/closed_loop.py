@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,8 +67,10 @@ def timed_act(policy: Policy, latent: np.ndarray, plan_ms: list[float]) -> np.nd
 
 def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], goal_dir: Path, *,
                 control_period_s: float, tolerance_m: float = 0.05, settle_ticks: int = 6,
-                max_ticks: int = 160, state_goals: bool = False) -> dict[str, Any]:
-    """Drive the in-process SimArm to each goal image; each goal starts from the previous goal's pose.
+                max_ticks: int = 160, state_goals: bool = False,
+                on_goal: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Drive the in-process SimArm to each goal image; each goal starts from the previous goal's pose
+    (`on_goal` after each).
 
     Identical tasks for every policy: same start poses, goals, physics and control period. Only `act`
     is timed (the plan), not rendering or encoding, which all policies share. With `state_goals` each goal
@@ -105,6 +108,8 @@ def closed_loop(policy: Policy, model: WorldModel, goals: list[dict[str, Any]], 
         distance = float(np.linalg.norm(arm.state().ee - target))
         outcomes.append({"reached": within >= settle_ticks, "distance": distance, "ticks": ticks})
         start_q = np.asarray(goal["q"], dtype=np.float64)
+        if on_goal is not None:
+            on_goal()
     arm.close()
     ms = np.asarray(plan_ms)
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import os
 import shlex
 import subprocess
 import sys
@@ -78,4 +79,6 @@ def provenance(config: RunConfig | None, *, manifest: str | Path | None = None,
         "config": config.model_dump(mode="json") if config is not None else None,
         "packages": package_versions(),
         "machine": platform_info.collect(),
+        # Other work on the machine inflates every millisecond: the 1, 5 and 15 minute load averages at the end.
+        "load_average": list(os.getloadavg()),
     }

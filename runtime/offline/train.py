@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calibration.figures import PlottingUnavailable
+from runtime.offline.training_curves import plot_training_curves
 from runtime.recording import read_episode
 from runtime.sim.scene import Scene
 from runtime.sim.scene_file import load_scene
 
 if TYPE_CHECKING:
     from planning.training import EpisodeArrays, TrainSettings  # torch: imported only when training
+
+log = logging.getLogger(__name__)
 
 # Units of an action per actuator mode, for hinge and slide joints.
 _UNITS = {("velocity", True): "rad/s", ("velocity", False): "m/s", ("position", True): "rad",
@@ -30,12 +36,14 @@ class NoRecordingsError(ValueError):
 class TrainedModel:
     manifest: Path
     metrics: dict[str, Any]
+    curves: Path | None  # training_curves.png; None without matplotlib (the observe extra)
 
 
 def train_from_recordings(data: Path, out: Path, settings: TrainSettings, *, scene: str = "planar-arm",
-                          task: str | None = None) -> TrainedModel:
+                          task: str | None = None, on_step: Callable[[int, int], None] | None = None) -> TrainedModel:
     """Train encoder + predictor on every `*.mcap` in `data`, recorded in `scene` (a shipped scene's name or a
-    scene file); write the ONNX files and manifest.json, which names the scene and task, to `out`."""
+    scene file); write the ONNX files, manifest.json (naming the scene and task) and training_curves.png to
+    `out`. `on_step(done, total)` follows the optimizer steps."""
     from perception.export import ModelInterface, export_world_model
     from planning.training import EpisodeArrays, train_world_model
 
@@ -46,7 +54,7 @@ def train_from_recordings(data: Path, out: Path, settings: TrainSettings, *, sce
     periods = np.concatenate([np.diff(e.stamps) for e in episodes]) / 1e9
     control_period_s = round(float(np.median(periods)), 6)
     arrays = [EpisodeArrays(e.frames, e.q, e.dq, e.actions, e.visual_state) for e in episodes]
-    result = train_world_model(arrays, settings)
+    result = train_world_model(arrays, settings, on_step=on_step)
     names = scene_interface(scene)
     interface = ModelInterface(
         name=f"{names['scene']}-jepa",
@@ -64,7 +72,12 @@ def train_from_recordings(data: Path, out: Path, settings: TrainSettings, *, sce
         task=task,
     )
     manifest = export_world_model(result.encoder, result.predictor, out, result.config, interface, seed=settings.seed)
-    return TrainedModel(manifest, result.metrics)
+    try:
+        curves: Path | None = plot_training_curves(result.history, out / "training_curves.png")
+    except PlottingUnavailable as exc:  # the model is what was asked for; the plot is a view of it
+        log.warning("training_curves.png not drawn: %s", exc)
+        curves = None
+    return TrainedModel(manifest, result.metrics, curves)
 
 
 def scene_interface(reference: str) -> dict[str, Any]:

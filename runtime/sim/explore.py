@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -67,8 +68,9 @@ class ExplorationPolicy:
 
 
 def record_episodes(out_dir: Path, episodes: int, steps: int, seed: int, image_size: int = 64,
-                    control_period_s: float = 0.05, name: str = "episode") -> list[Path]:
-    """Record `episodes` MCAP files of `steps` ticks each; returns their paths.
+                    control_period_s: float = 0.05, name: str = "episode",
+                    on_episode: Callable[[], None] | None = None) -> list[Path]:
+    """Record `episodes` MCAP files of `steps` ticks each (`on_episode` after each); returns their paths.
 
     One file is `out_dir/<name>.mcap`; several are `out_dir/<name>_000.mcap`, ... Each tick holds the
     frame, the state measured with it and the action applied for the following control period.
@@ -96,6 +98,8 @@ def record_episodes(out_dir: Path, episodes: int, steps: int, seed: int, image_s
                     arm.command_velocity(action)
                     arm.step(control_period_s)
             paths.append(path)
+            if on_episode is not None:
+                on_episode()
     finally:
         arm.close()
     return paths

@@ -9,6 +9,7 @@ one control period per tick.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,10 @@ SEGMENT_TICKS = (5, 25)
 
 
 def record_task_episodes(task_name: str, out_dir: Path, *, episodes: int, steps: int, seed: int,
-                         name: str = "episode", image_size: int | None = None) -> list[Path]:
-    """Record `episodes` MCAP files of `steps` ticks each in the task's scene; returns their paths."""
+                         name: str = "episode", image_size: int | None = None,
+                         on_episode: Callable[[], None] | None = None) -> list[Path]:
+    """Record `episodes` MCAP files of `steps` ticks each in the task's scene (`on_episode` after each); returns
+    their paths."""
     if episodes < 1 or steps < 1:
         raise ValueError(f"record: episodes ({episodes}) and steps ({steps}) must be at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +55,8 @@ def record_task_episodes(task_name: str, out_dir: Path, *, episodes: int, steps:
                     scene.apply(action)
                     scene.step_control()
             paths.append(path)
+            if on_episode is not None:
+                on_episode()
     finally:
         scene.close()
     return paths

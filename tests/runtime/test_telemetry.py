@@ -99,3 +99,16 @@ def test_stages_and_counters_reach_the_summary() -> None:
     assert {"frames", "deadline_misses", "commands", "stops", "bad_messages"} <= summary["counters"].keys()
     assert summary["loop_hz"] > 0
     assert "drops 1" in telemetry.status_line()
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_counts_at_most_a_bound_match_numpy_except_within_the_bucket_below_it(name: str) -> None:
+    values = DISTRIBUTIONS[name]
+    histogram = filled(values)
+    bounds = [0.25, 1.0, 2.5, 5.0, 10.0, 25.0, 100.0]
+    below, count = histogram.counts_at_most(bounds)
+    assert count == values.size
+    for bound, found in zip(bounds, below, strict=True):
+        # Exact for values clear of the bound; a value within 2 * RELATIVE_ERROR under it may count above it.
+        assert np.sum(values <= bound * (1 - 2 * RELATIVE_ERROR)) <= found <= np.sum(values <= bound), bound
+    assert np.all(np.diff(below) >= 0)

@@ -57,9 +57,12 @@ def provenance_line(named: dict[str, dict[str, Any]], across: Across | None) -> 
                          if packages.get(name))
     commits = list(dict.fromkeys(_describe_commit(result) for result in results))
     days = sorted({result["provenance"]["utc"][:10] for result in results})
+    loads = [result["provenance"].get("load_average", [None])[0] for result in results]
+    load = (f"load average {min(loads):.1f}–{max(loads):.1f} on {first['machine'].get('cpu_count')} cores; "
+            if None not in loads else "")
     label = f"Comparison across {across}s. " if across is not None else ""
     return (f"<sub>{label}Measured by {commands}. Model {' vs '.join(models)}; machine {' vs '.join(machines)}; "
-            f"{versions}; commit {', '.join(commits)}; {' to '.join(dict.fromkeys([days[0], days[-1]]))} UTC."
+            f"{versions}; {load}commit {', '.join(commits)}; {' to '.join(dict.fromkeys([days[0], days[-1]]))} UTC."
             f"</sub>")
 
 

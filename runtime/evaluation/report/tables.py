@@ -36,13 +36,18 @@ def _expect(result: dict[str, Any], name: str, *kinds: str) -> None:
 def eval_table(named: dict[str, dict[str, Any]]) -> Rows:
     """One row per planner per result (`edgeloop eval`): success with its interval, distances, ticks, plan ms,
     and the paired difference against the result's first planner."""
-    header = ["k", "planner", "success", "95 % interval", "final distance mean / median", "ticks",
-              "plan p50 / p90 ms", "period ms", "paired vs first (points, 95 % interval, McNemar p)"]
+    covered = any(entry.get("coverage_mean") is not None
+                  for result in named.values() for entry in result["planners"].values())
+    header = ["k", "planner", "success", "95 % interval", "final distance mean / median", *(
+        ["goal coverage mean / ≥ 95 %"] if covered else []), "ticks", "plan p50 / p90 ms", "period ms",
+        "paired vs first (points, 95 % interval, McNemar p)"]
     rows = []
     for name, result in named.items():
         _expect(result, name, "eval")
         comparisons = result["paired"]["comparisons"]
         for planner, entry in result["planners"].items():
+            coverage = ([f"{_percent(entry['coverage_mean'])} / {_percent(entry['coverage_success_mean'])}"]
+                        if covered else [])
             paired = comparisons.get(planner)
             against = ("—" if paired is None else
                        f"{_signed_points(paired['difference'])} [{_signed_points(paired['difference_interval'][0])}, "
@@ -50,7 +55,7 @@ def eval_table(named: dict[str, dict[str, Any]]) -> Rows:
             rows.append([str(result["k"]), planner,
                          f"{entry['successes']}/{entry['episodes']} ({_percent(entry['success_rate'])})",
                          _interval(*entry["success_interval_95"]),
-                         f"{entry['final_distance_mean']:.4f} / {entry['final_distance_median']:.4f}",
+                         f"{entry['final_distance_mean']:.4f} / {entry['final_distance_median']:.4f}", *coverage,
                          f"{entry['ticks_mean']:.1f}", f"{_ms(entry['plan_ms_p50'])} / {_ms(entry['plan_ms_p90'])}",
                          f"{entry['control_period_ms']:.0f}", against])
     return header, rows
@@ -140,7 +145,21 @@ def demo_table(named: dict[str, dict[str, Any]]) -> Rows:
     return header, rows
 
 
+def link_table(named: dict[str, dict[str, Any]]) -> Rows:
+    """Our link's round trip beside a raw pyzmq echo of the same bytes (`edgeloop bench link`)."""
+    header = ["run", "side", "round trip p50 / p90 / p99 µs", "round trips", "ratio to raw pyzmq p50 / p99"]
+    rows = []
+    for name, result in named.items():
+        _expect(result, name, "bench-link")
+        for side, entry in result["sides"].items():
+            ratio = (f"{result['ratio_p50']:.2f}× / {result['ratio_p99']:.2f}×" if side == "edgeloop" else "1×")
+            rows.append([name, side, f"{entry['p50_us']:.1f} / {entry['p90_us']:.1f} / {entry['p99_us']:.1f}",
+                         str(entry["round_trips"]), ratio])
+    return header, rows
+
+
 TABLES: dict[str, Callable[[dict[str, dict[str, Any]]], Rows]] = {
     "eval": eval_table, "paired": paired_table, "bench-model": bench_model_table,
     "bench-planner": bench_planner_table, "sweep": sweep_table, "demo": demo_table,
+    "link": link_table,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -36,6 +37,17 @@ def test_bench_model_times_every_stage_on_each_backend(tmp_path: Path) -> None:
         assert all(value > 0 for value in row.values())
         # A plan is horizon x iterations predictor calls, so it cannot be quicker than one of them.
         assert row["plan_ms"] > row["predict_batch_ms"]
+
+
+def test_bench_model_writes_a_latency_histogram_per_backend_with_plots(tmp_path: Path) -> None:
+    command = ["bench", "model", "--backend", "onnxruntime", "--repeats", "10", "--set", "planner.samples=16",
+               "--set", "planner.iterations=1", "--json"]
+    result = CliRunner().invoke(app, [*command, "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.output)["backends"]) == {"onnxruntime"}  # the JSON is as without --plots
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["latency_onnxruntime.png"]
+    image = cv2.imread(str(tmp_path / "plots" / "latency_onnxruntime.png"))
+    assert image is not None and image.shape[:2] == (340, 4 * 320)  # one histogram per stage
 
 
 def test_bench_model_without_a_camera_calibration_reports_no_undistortion() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -23,8 +24,18 @@ SMALL = TrainSettings(seed=1, epochs=1, batch_size=8, horizon=2, visual_dim=4, p
 
 
 def test_recordings_become_a_model_whose_manifest_says_what_trained_it(tmp_path: Path) -> None:
-    paths = record_episodes(tmp_path / "episodes", episodes=2, steps=20, seed=4)
-    trained = train_from_recordings(tmp_path / "episodes", tmp_path / "model", SMALL)
+    recorded: list[int] = []
+    paths = record_episodes(tmp_path / "episodes", episodes=2, steps=20, seed=4,
+                            on_episode=lambda: recorded.append(1))
+    assert len(recorded) == 2
+    steps: list[tuple[int, int]] = []
+    trained = train_from_recordings(tmp_path / "episodes", tmp_path / "model", SMALL.model_copy(update={"epochs": 2}),
+                                    on_step=lambda done, total: steps.append((done, total)))
+    assert steps[-1][0] == steps[-1][1] == len(steps) and steps[0] == (1, len(steps))
+    # The loss and validation curves beside the model.
+    assert trained.curves == tmp_path / "model" / "training_curves.png"
+    curves = cv2.imread(str(trained.curves))
+    assert curves is not None and curves.shape[:2] == (420, 1100)
     manifest = load_manifest(trained.manifest)
     assert manifest.action_dim == 2 and manifest.proprio_dim == 4 and manifest.latent_dim == 8
     assert manifest.action_low == [-VELOCITY_LIMIT] * 2 and manifest.action_high == [VELOCITY_LIMIT] * 2
