@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup sysdeps demo test lint soak model int8 goal-sets task-model clean
+.PHONY: setup sysdeps demo test lint soak bench bench-report model int8 goal-sets task-model clean
 
 # System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
 # the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
@@ -54,6 +54,40 @@ lint: setup
 MINUTES ?= 30
 soak: setup
 	$(VENV)/bin/edgeloop bench soak --minutes $(MINUTES) --out build/soak.json
+
+# Every result behind docs/benchmarks.md, written to docs/results/ with its provenance, then the page regenerated
+# from them (docs/benchmarks.md, How this page is made). Each command runs on its own, one after another, so
+# that plan times are not shared between runs; see docs/benchmarks.md for how long the whole set takes.
+EL := $(VENV)/bin/edgeloop
+R := docs/results
+PLANNERS := --planner cem --planner icem --planner mppi --planner predictive_sampling
+bench: setup
+	$(EL) demo --goals 50 --out $(R)/demo-fp32.json
+	$(EL) demo --goals 50 --set model.manifest=models/demo-int8/manifest.json --out $(R)/demo-int8.json
+	for k in 25 75; do $(EL) eval --task reach --k $$k $(PLANNERS) --planner pytorch_mppi \
+	  --out $(R)/reach-k$$k.json || exit 1; done
+	$(EL) eval --task reach --set model.manifest=models/demo-int8/manifest.json --out $(R)/reach-k25-int8.json
+	for k in 25 75; do $(EL) eval --task two-room --k $$k $(PLANNERS) --out $(R)/two-room-k$$k.json || exit 1; done
+	$(EL) eval --task two-room --goals 50 --oracle --out $(R)/two-room-k25-oracle.json
+	for k in 25 75; do $(EL) eval --task push-t --k $$k $(PLANNERS) --out $(R)/push-t-k$$k.json || exit 1; done
+	$(EL) eval --task push-t --goals 20 --oracle --out $(R)/push-t-k25-oracle.json
+	$(EL) eval --task push-t --planner cem --planner pytorch_mppi --set planner.action_block=1 \
+	  --set planner.execute_steps=1 --set planner.horizon=5 --out $(R)/push-t-k25-pytorch-mppi.json
+	for k in 25 75; do $(EL) eval --task arm-push --k $$k $(PLANNERS) --planner pytorch_mppi \
+	  --out $(R)/arm-push-k$$k.json || exit 1; done
+	$(EL) bench planner --goals 50 --out $(R)/planner-demo.json
+	$(EL) bench planner --goals 50 --set planner.iterations=1 --planner cem --planner mppi \
+	  --planner predictive_sampling --planner pytorch_mppi --out $(R)/planner-demo-1-iteration.json
+	$(EL) bench planner --goals 50 --sweep --out $(R)/planner-sweep.json
+	$(EL) bench model --repeats 300 --out $(R)/model-stages.json
+	$(EL) bench model --repeats 300 --backend onnxruntime --set model.manifest=models/demo-int8/manifest.json \
+	  --out $(R)/model-stages-int8.json
+	$(EL) bench link --out $(R)/link.json
+	$(EL) bench report
+
+# docs/benchmarks.md again from the stored results alone (seconds).
+bench-report: setup
+	$(EL) bench report
 
 # Regenerate the shipped demo model, goal images and recorded feed from scratch (about 10 minutes on 2 cores:
 # recording 1.5, training 7-8; docs/training.md).
