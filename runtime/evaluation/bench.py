@@ -13,6 +13,13 @@ from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, manifest_sha256
 from runtime.config import RunConfig
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for, policy_for
+from runtime.evaluation.efficiency import (
+    engine_gemm_floor,
+    flops_per_sample_step,
+    gemm_floor,
+    plan_efficiency,
+    predictor_layers,
+)
 from runtime.evaluation.pytorch_mppi import PytorchMppiPolicy
 from runtime.world import load_world_model
 
@@ -103,6 +110,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         theirs = results["pytorch_mppi"]["ms_per_plan"]
         for entry in results.values():
             entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
+    floor = _efficiency_against_floor(config, results)
     return {
         "model_sha256": manifest_sha256(config.model.manifest),
         "samples": config.planner.samples,
@@ -112,8 +120,24 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         "pytorch_mppi": {"noise_std": noise_std, "temperature": mppi_temperature},
         "goals": goal_count,
         "tolerance_m": tolerance_m,
+        "gemm_floor": floor,
         "planners": results,
     }
+
+
+def _efficiency_against_floor(config: RunConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """NumPy's GEMM throughput at the predictor's shapes and the plan's batch, measured now, and each planner's
+    plan as a fraction of it (its `efficiency`)."""
+    layers = predictor_layers(config.model.manifest)
+    settings = config.planner
+    floors = {"numpy": gemm_floor(layers, settings.samples, config.model.threads),
+              "onnxruntime": engine_gemm_floor(layers, settings.samples, config.model.threads)}
+    best = max(floor["gflops"] for floor in floors.values())
+    steps = settings.horizon * settings.action_block  # predictor calls per iteration
+    for entry in results.values():
+        entry["efficiency"] = plan_efficiency(flops_per_sample_step(layers), settings.samples, steps,
+                                              entry["mean_iterations"], entry["ms_per_plan"], best)
+    return {"layers": layers, "gflops": best, **floors}
 
 
 def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]], *,

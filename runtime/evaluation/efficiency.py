@@ -1,9 +1,10 @@
 """A plan's arithmetic against this machine's floor: the predictor's multiply-adds per plan, and the sustained
-GEMM throughput of plain NumPy at the predictor's own layer shapes, measured in the same run
-(`edgeloop bench planner`; docs/benchmarks.md, Efficiency).
+GEMM throughput at the predictor's own layer shapes, measured in the same run (`edgeloop bench planner`;
+docs/benchmarks.md, Efficiency).
 
-The floor runs in a child process whose BLAS is held to the engine's thread count (OpenBLAS and MKL read it
-only at start-up), on float32 matrices of the plan's batch through each layer in turn, as the predictor does.
+Two floors, on float32 matrices of the plan's batch through each layer in turn, as the predictor runs them:
+plain NumPy in a child process whose BLAS is held to the engine's thread count (OpenBLAS and MKL read it only
+at start-up), and ONNX Runtime running nothing but those matrix products. The faster of the two is the floor.
 Only the matrix products count as arithmetic: the GELUs, bias adds and the residual are a few percent of it
 and are what an engine fuses around the products.
 """
@@ -87,6 +88,44 @@ def gemm_floor(layers: list[tuple[int, int]], batch: int, threads: int, repeats:
     if done.returncode != 0:
         raise EfficiencyError(f"the GEMM floor measurement failed: {done.stderr.strip()[-500:]}")
     seconds = float(json.loads(done.stdout))
+    flops = flops_per_sample_step(layers) * batch
+    return {"batch": batch, "threads": threads, "chain_ms": seconds * 1e3, "gflops": flops / seconds / 1e9}
+
+
+def engine_gemm_floor(layers: list[tuple[int, int]], batch: int, threads: int, repeats: int = 200) -> dict[str, Any]:
+    """ONNX Runtime's sustained GFLOP/s on a graph of only the predictor's matrix products, on `threads` threads."""
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inputs, outputs, weights = [], [], [], []
+    for index, (n_in, n_out) in enumerate(layers):
+        weights.append(numpy_helper.from_array(rng.standard_normal((n_in, n_out)).astype(np.float32), f"w{index}"))
+        inputs.append(helper.make_tensor_value_info(f"x{index}", TensorProto.FLOAT, [batch, n_in]))
+        outputs.append(helper.make_tensor_value_info(f"y{index}", TensorProto.FLOAT, [batch, n_out]))
+        nodes.append(helper.make_node("MatMul", [f"x{index}", f"w{index}"], [f"y{index}"]))
+    model = helper.make_model(helper.make_graph(nodes, "gemm_floor", inputs, outputs, weights),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {f"x{index}": rng.standard_normal((batch, n_in)).astype(np.float32)
+             for index, (n_in, _) in enumerate(layers)}
+    for _ in range(20):
+        session.run(None, feeds)
+    rounds = []
+    for _ in range(5):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        rounds.append(float(np.median(times)))
+    seconds = min(rounds)
     flops = flops_per_sample_step(layers) * batch
     return {"batch": batch, "threads": threads, "chain_ms": seconds * 1e3, "gflops": flops / seconds / 1e9}
 
