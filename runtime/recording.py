@@ -135,9 +135,11 @@ def _decode_image(payload: dict[str, Any], where: str) -> np.ndarray:
     """The BGR image of a `foxglove.CompressedImage`: protobuf (`data` bytes) or, in older recordings, JSON (`data`
     base64)."""
     data = payload.get("data")
+    if not isinstance(data, (bytes, str)) or not data:
+        raise RecordingError(f"{where}: image message has no 'data'")
     try:
         raw = data if isinstance(data, bytes) else base64.b64decode(data)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         raise RecordingError(f"{where}: image message has no valid 'data' ({exc})") from exc
     image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
