@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -19,6 +19,8 @@ from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
 from google.protobuf.message import Message
 from mcap_protobuf.schema import build_file_descriptor_set
+
+from runtime.link import protocol
 
 IMAGE_TOPIC = "/camera/image"
 CAMERA_TRANSFORM_TOPIC = "/camera/transform"  # static: the camera's pose in the robot base frame
@@ -108,6 +110,14 @@ CHANNELS: dict[str, ChannelSpec] = {spec.topic: spec for spec in (
 )}
 
 
+class ChannelWriter(Protocol):
+    """Where a run's messages go: its recording (runtime/recording.py), its live view (runtime/live_view.py)."""
+
+    def write_json(self, topic: str, payload: dict[str, Any], stamp_ns: int, sequence: int) -> None: ...
+
+    def write_image(self, image: np.ndarray, stamp_ns: int, sequence: int, topic: str = IMAGE_TOPIC) -> None: ...
+
+
 def channel_spec(topic: str) -> ChannelSpec:
     """The spec of an edgeloop topic; ValueError naming the topic for any other."""
     try:
@@ -143,3 +153,9 @@ def encode_camera_transform(base_T_camera: np.ndarray, stamp_ns: int) -> bytes:
 
 def encode_json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()
+
+
+def state_payload(state: protocol.State) -> dict[str, Any]:
+    """A controller state as the run records and shows it on STATE_TOPIC."""
+    return {"seq": state.seq, "stamp_ns": state.stamp, "q": state.q.tolist(), "dq": state.dq.tolist(),
+            "ee": state.ee.tolist()}
