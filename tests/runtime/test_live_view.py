@@ -21,6 +21,7 @@ from runtime.sources import SourceFrame
 
 @pytest.fixture
 def live_view() -> Iterator[LiveView]:
+    pytest.importorskip("foxglove")  # the observe extra
     view = LiveView(LiveViewSection(enabled=True, port=0))
     yield view
     view.close()
@@ -74,6 +75,7 @@ def test_a_client_sees_every_channel_advertised_with_its_schema_and_receives_the
 
 def test_disabled_is_none_and_a_busy_port_is_refused_naming_the_key() -> None:
     assert open_live_view(LiveViewSection()) is None
+    pytest.importorskip("foxglove")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -570,6 +570,7 @@ def test_a_recorded_run_has_typed_channels_and_its_live_view_shows_camera_plan_a
         controller: SimControllerThread, tmp_path: Path) -> None:
     """A real run with `record` and `live_view` on: a Foxglove client receives the camera, plans and commands
     while it goes, and the recording reads back with Foxglove's schemas and typed JSON Schemas on every channel."""
+    pytest.importorskip("foxglove")  # the observe extra
     loop = ControlLoop(loop_config(controller.endpoints, tmp_path, "record=true", "live_view.enabled=true",
                                    "live_view.port=0"))
     assert loop.live_view is not None
