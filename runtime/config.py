@@ -216,6 +216,16 @@ class PrometheusSection(_Section):
     port: int = Field(9464, ge=0, le=65535, description="TCP port of the endpoint; 0: any free port.")
 
 
+class LiveViewSection(_Section):
+    """A Foxglove WebSocket server that shows the run while it goes (docs/recording.md#live-view)."""
+
+    enabled: bool = Field(False, description="Serve the live view (needs the `observe` extra: foxglove-sdk).")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on; loopback keeps it on this machine.")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port; 0 takes a free one (the summary says which).")
+    image_format: Literal["jpeg", "png"] = Field(
+        "jpeg", description="Camera and goal images as sent to viewers: jpeg is several times faster to encode.")
+
+
 class RunConfig(_Section):
     """Everything one `edgeloop run` needs. Relative paths resolve against the working directory."""
 
@@ -229,6 +239,7 @@ class RunConfig(_Section):
     safety: SafetySection = Field(default_factory=SafetySection)
     prometheus: PrometheusSection = Field(default_factory=PrometheusSection)
     record: bool = Field(False, description="Write the run (frames, state, latents, plans, commands) to MCAP.")
+    live_view: LiveViewSection = Field(default_factory=LiveViewSection)
     runs_dir: Path = Field(Path("runs"), description="Where runs/<id>/summary.json and recordings go.")
 
 

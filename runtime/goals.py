@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,6 +37,13 @@ class GoalTarget:
     visual: np.ndarray | None  # (visual_dim,) latent of the goal view
     state: np.ndarray | None  # (latent_dim - visual_dim,) proprio latent of the goal joint state
     description: str
+    view: np.ndarray | None = None  # the goal view (BGR), when the goal has one: recorded and shown
+
+    def message(self) -> dict[str, Any]:
+        """The goal as recorded and shown on GOAL_TOPIC (runtime/channels.py)."""
+        return {"description": self.description,
+                "visual": self.visual.tolist() if self.visual is not None else None,
+                "state": self.state.tolist() if self.state is not None else None}
 
 
 def read_goal_image(path: Path, key: str = "goal.image") -> np.ndarray:
@@ -81,7 +89,7 @@ def encode_goal(world_model: WorldModel, view: np.ndarray | None, state: np.ndar
             proprio = world_model.encode_goal_state(np.asarray(state, dtype=np.float32))
         except ValueError as exc:
             raise GoalError(f"{state_key}: {exc}") from exc
-    return GoalTarget(visual, proprio, description)
+    return GoalTarget(visual, proprio, description, view)
 
 
 def goal_from_config(section: GoalSection, world_model: WorldModel) -> GoalTarget | None:

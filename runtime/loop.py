@@ -23,14 +23,27 @@ from typing import Any
 
 import numpy as np
 
+from calibration.camera_file import read_calibration
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
+from runtime.channels import (
+    COMMAND_TOPIC,
+    GOAL_IMAGE_TOPIC,
+    GOAL_TOPIC,
+    LATENT_TOPIC,
+    PLAN_TOPIC,
+    STATE_TOPIC,
+    STOP_TOPIC,
+    ChannelWriter,
+    state_payload,
+)
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
-from runtime.recording import STOP_TOPIC, RecordingWriter
+from runtime.live_view import open_live_view
+from runtime.recording import RecordingWriter
 from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
@@ -92,10 +105,15 @@ class ControlLoop:
                                             security=security, state_timeout_ms=config.link.state_timeout_ms)
             self.run_dir = new_run_dir(config.runs_dir)
             self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
+            self.live_view = open_live_view(config.live_view)
         except BaseException:
             if self.goal_server is not None:
                 self.goal_server.close()  # free the bound port for a retry in this process
             raise
+        # Where each tick's messages go: the recording and the live view take the same ones.
+        self.writers: list[ChannelWriter] = [w for w in (self.recording, self.live_view) if w is not None]
+        if self.recording is not None:
+            self._start_recording(self.recording)
         # Per-plan diagnostics for the summary.
         self.plan_ms, self.plan_iterations, self.plan_spread = LogHistogram(), LogHistogram(), LogHistogram()
         # Each outage of the controller's state: from the last state before it to the first one after, ms.
@@ -132,7 +150,7 @@ class ControlLoop:
         self._replan()
 
     def set_goal_image(self, image: np.ndarray) -> None:
-        self.set_goal(GoalTarget(self.world_model.encode_goal_image(image), None, "goal image"))
+        self.set_goal(GoalTarget(self.world_model.encode_goal_image(image), None, "goal image", image))
 
     def _take_goal_message(self, current_view: np.ndarray | None) -> None:
         assert self.goal_server is not None
@@ -205,8 +223,8 @@ class ControlLoop:
     def _send_stop(self, reason: str) -> None:
         seq = self.link.send_stop(reason)
         self.telemetry.counters["stops"] += 1
-        if self.recording is not None:
-            self.recording.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
+        for writer in self.writers:
+            writer.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
         self._replan()
         if not self._stopped:
             self.safety.reset()
@@ -265,6 +283,8 @@ class ControlLoop:
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
         for name in LINK_DROP_COUNTERS:  # no dict built per tick
             counters[name] = self.link.counters.get(name, 0)
+        if self.live_view is not None:
+            self.live_view.show(self.frame, self.state, self.goal)
 
     def _note_outage(self, state_age_ms: float | None, now: float) -> None:
         """Count each time the controller's state stops coming (its newest is older than the state timeout, whatever
@@ -336,32 +356,41 @@ class ControlLoop:
         counters["commands"] += 1
         self._previous_action[:] = verdict.action
         self._stopped = False
-        if self.recording is not None:
+        if self.writers:
             with self.telemetry.stage("record"):
                 self._record(seq, frame, state, planned, verdict.action)
 
     def _record(self, seq: int, frame: SourceFrame, state: protocol.State,
                 planned: tuple[np.ndarray, PlanResult] | None, action: np.ndarray) -> None:
-        assert self.recording is not None
         stamp = protocol.now_ns()
-        self.recording.write_image(frame.image, frame.stamp_ns, seq)
-        self.recording.write_json("/robot/state", {"seq": state.seq, "stamp_ns": state.stamp, "q": state.q.tolist(),
-                                                   "dq": state.dq.tolist(), "ee": state.ee.tolist()}, stamp, seq)
+        messages = [(STATE_TOPIC, state_payload(state))]
         if planned is not None:  # ticks inside an action chunk send a planned action without planning
             latent, plan = planned
-            self.recording.write_json("/model/latent", {"latent": latent.tolist()}, stamp, seq)
-            self.recording.write_json("/planner/plan", plan.diagnostics() | {
+            messages += [(LATENT_TOPIC, {"latent": latent.tolist()}), (PLAN_TOPIC, plan.diagnostics() | {
                 "execute_steps": len(self._chunk) if self._chunk is not None else 0,
-                "optimizer": self.config.planner.optimizer}, stamp, seq)
-        self.recording.write_json("/robot/command", {"seq": seq, "action": action.tolist()}, stamp, seq)
+                "optimizer": self.config.planner.optimizer})]
+        messages.append((COMMAND_TOPIC, {"seq": seq, "action": action.tolist()}))
+        for writer in self.writers:
+            writer.write_image(frame.image, frame.stamp_ns, seq)
+            for topic, payload in messages:
+                writer.write_json(topic, payload, stamp, seq)
 
     def _record_goal(self, goal: GoalTarget) -> None:
+        """The goal into the recording (the live view shows the current goal every tick)."""
         if self.recording is not None:
-            self.recording.write_json("/planner/goal", {
-                "description": goal.description,
-                "visual": goal.visual.tolist() if goal.visual is not None else None,
-                "state": goal.state.tolist() if goal.state is not None else None,
-            }, protocol.now_ns(), self.telemetry.counters["ticks"])
+            stamp, seq = protocol.now_ns(), self.telemetry.counters["ticks"]
+            self.recording.write_json(GOAL_TOPIC, goal.message(), stamp, seq)
+            if goal.view is not None:
+                self.recording.write_image(goal.view, stamp, seq, GOAL_IMAGE_TOPIC)
+
+    def _start_recording(self, recording: RecordingWriter) -> None:
+        """What a recording starts with: the camera's pose when its calibration has one, the start goal."""
+        camera = self.config.calibration.camera
+        extrinsics = read_calibration(camera).extrinsics if camera is not None else None
+        if extrinsics is not None:
+            recording.write_camera_transform(extrinsics.base_T_camera, protocol.now_ns())
+        if self.goal is not None:
+            self._record_goal(self.goal)
 
     # -- scheduling ---------------------------------------------------------------------------------------
     @contextmanager
@@ -438,6 +467,7 @@ class ControlLoop:
                      "outage_s_longest": self.outage_ms.max / 1000 if self.outage_ms.count else 0.0,
                      "outage_s_total": self.outage_ms.total / 1000},
             "run_dir": str(self.run_dir),
+            "live_view": self.live_view.address if self.live_view is not None else None,
             "config": json.loads(self.config.model_dump_json()),
         }
         return summary
@@ -453,6 +483,8 @@ class ControlLoop:
                 self.goal_server.close()
             if self.recording is not None:
                 self.recording.close()
+            if self.live_view is not None:
+                self.live_view.close()
         if self._status:
             print(file=sys.stderr)
         summary = self.summary()

@@ -1,8 +1,11 @@
 """MCAP recordings: writer for runs and episodes, readers for training data and the ``mcap:`` source.
 
-Images go on ``/camera/image`` as ``foxglove.CompressedImage`` (JSON encoding, PNG payload), so
-Foxglove shows them. Robot state, commands, a run's stops and anything else go on their own JSON channels. All
+Every topic has the schema and encoding that runtime/channels.py gives it: images as protobuf
+`foxglove.CompressedImage` (PNG: lossless, so training reads back the very pixels the camera gave), the camera's
+pose as `foxglove.FrameTransform`, state, commands, plans, goals and the rest as JSON with a JSON Schema. All
 messages of one control tick share the MCAP ``sequence`` number, which is how readers align them.
+
+Recordings made before the images went protobuf (images as base64 PNG inside JSON) still read.
 """
 
 from __future__ import annotations
@@ -16,29 +19,27 @@ from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
+from google.protobuf.message import Message
 from mcap.reader import make_reader
+from mcap.records import Schema
 from mcap.writer import CompressionType, Writer
+from mcap_protobuf.decoder import DecoderFactory
 
-IMAGE_TOPIC = "/camera/image"
-STATE_TOPIC = "/robot/state"
-COMMAND_TOPIC = "/robot/command"
-STOP_TOPIC = "/robot/stop"  # a run's stops: seq and reason
-# Training episodes recorded in simulation: what the camera shows that the task is about (docs/training.md).
-VISUAL_STATE_TOPIC = "/task/visual_state"
+from runtime.channels import (
+    CAMERA_TRANSFORM_TOPIC,
+    COMMAND_TOPIC,
+    IMAGE_TOPIC,
+    STATE_TOPIC,
+    STOP_TOPIC,
+    VISUAL_STATE_TOPIC,
+    channel_spec,
+    encode_camera_transform,
+    encode_image,
+    encode_json,
+)
 
-_COMPRESSED_IMAGE_SCHEMA = {
-    "title": "foxglove.CompressedImage",
-    "type": "object",
-    "properties": {
-        "timestamp": {
-            "type": "object",
-            "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}},
-        },
-        "frame_id": {"type": "string"},
-        "data": {"type": "string", "contentEncoding": "base64"},
-        "format": {"type": "string"},
-    },
-}
+__all__ = ["COMMAND_TOPIC", "IMAGE_TOPIC", "STATE_TOPIC", "STOP_TOPIC", "VISUAL_STATE_TOPIC", "Episode",
+           "RecordingError", "RecordingWriter", "iter_images", "iter_messages", "read_episode"]
 
 
 class RecordingError(ValueError):
@@ -62,7 +63,7 @@ class Episode:
 
 
 class RecordingWriter:
-    """Appends stamped messages to one MCAP file (zstd chunks)."""
+    """Appends stamped messages to one MCAP file (zstd chunks), each topic with its schema from runtime/channels.py."""
 
     def __init__(self, path: str | Path, profile: str = "edgeloop") -> None:
         self.path = Path(path)
@@ -70,39 +71,41 @@ class RecordingWriter:
         self._stream: BinaryIO = self.path.open("wb")
         self._writer = Writer(self._stream, compression=CompressionType.ZSTD)
         self._writer.start(profile=profile, library="edgeloop")
+        self._schemas: dict[str, int] = {}  # by schema name: the goal image shares the camera's
         self._channels: dict[str, int] = {}
 
-    def _channel(self, topic: str, schema_name: str, schema: dict[str, Any]) -> int:
+    def _channel(self, topic: str) -> int:
         if topic not in self._channels:
-            schema_id = self._writer.register_schema(
-                name=schema_name, encoding="jsonschema", data=json.dumps(schema).encode()
-            )
+            try:
+                spec = channel_spec(topic)
+            except ValueError as exc:
+                raise RecordingError(f"{self.path}: {exc}") from exc
+            if spec.schema_name not in self._schemas:
+                self._schemas[spec.schema_name] = self._writer.register_schema(
+                    name=spec.schema_name, encoding=spec.schema_encoding, data=spec.schema_data)
             self._channels[topic] = self._writer.register_channel(
-                topic=topic, message_encoding="json", schema_id=schema_id
-            )
+                topic=topic, message_encoding=spec.message_encoding, schema_id=self._schemas[spec.schema_name])
         return self._channels[topic]
 
-    def write_json(self, topic: str, payload: dict[str, Any], stamp_ns: int, sequence: int,
-                   schema_name: str | None = None) -> None:
-        schema_name = schema_name or "edgeloop" + topic.replace("/", ".")
-        channel = self._channel(topic, schema_name, {"type": "object"})
-        self._writer.add_message(channel, log_time=stamp_ns, data=json.dumps(payload).encode(),
-                                 publish_time=stamp_ns, sequence=sequence)
+    def _add(self, topic: str, data: bytes, stamp_ns: int, sequence: int) -> None:
+        self._writer.add_message(self._channel(topic), log_time=stamp_ns, data=data, publish_time=stamp_ns,
+                                 sequence=sequence)
 
-    def write_image(self, image: np.ndarray, stamp_ns: int, sequence: int, frame_id: str = "camera",
-                    topic: str = IMAGE_TOPIC) -> None:
-        ok, png = cv2.imencode(".png", image)
-        if not ok:
-            raise RecordingError(f"{self.path}: could not PNG-encode an image of shape {image.shape}")
-        payload = {
-            "timestamp": {"sec": stamp_ns // 1_000_000_000, "nsec": stamp_ns % 1_000_000_000},
-            "frame_id": frame_id,
-            "format": "png",
-            "data": base64.b64encode(png.tobytes()).decode("ascii"),
-        }
-        channel = self._channel(topic, "foxglove.CompressedImage", _COMPRESSED_IMAGE_SCHEMA)
-        self._writer.add_message(channel, log_time=stamp_ns, data=json.dumps(payload).encode(),
-                                 publish_time=stamp_ns, sequence=sequence)
+    def write_json(self, topic: str, payload: dict[str, Any], stamp_ns: int, sequence: int) -> None:
+        """A message on one of the JSON topics (state, command, stop, latent, plan, goal, visual state)."""
+        self._add(topic, encode_json(payload), stamp_ns, sequence)
+
+    def write_image(self, image: np.ndarray, stamp_ns: int, sequence: int, topic: str = IMAGE_TOPIC) -> None:
+        """A BGR uint8 image as a PNG `foxglove.CompressedImage` in the camera's frame."""
+        try:
+            data = encode_image(image, stamp_ns)
+        except ValueError as exc:
+            raise RecordingError(f"{self.path}: {exc}") from exc
+        self._add(topic, data, stamp_ns, sequence)
+
+    def write_camera_transform(self, base_T_camera: np.ndarray, stamp_ns: int) -> None:
+        """The camera's pose in the robot base frame (4x4, from its extrinsic calibration), once per recording."""
+        self._add(CAMERA_TRANSFORM_TOPIC, encode_camera_transform(base_T_camera, stamp_ns), stamp_ns, 0)
 
     def write_tick(self, sequence: int, stamp_ns: int, image: np.ndarray, q: np.ndarray, dq: np.ndarray,
                    action: np.ndarray, visual_state: np.ndarray | None = None) -> None:
@@ -129,30 +132,67 @@ class RecordingWriter:
 
 
 def _decode_image(payload: dict[str, Any], where: str) -> np.ndarray:
+    """The BGR image of a `foxglove.CompressedImage`: protobuf (`data` bytes) or, in older recordings, JSON (`data`
+    base64)."""
+    data = payload.get("data")
+    if not isinstance(data, (bytes, str)) or not data:
+        raise RecordingError(f"{where}: image message has no 'data'")
     try:
-        raw = np.frombuffer(base64.b64decode(payload["data"]), dtype=np.uint8)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise RecordingError(f"{where}: image message has no valid base64 'data' ({exc})") from exc
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+        raw = data if isinstance(data, bytes) else base64.b64decode(data)
+    except ValueError as exc:
+        raise RecordingError(f"{where}: image message has no valid 'data' ({exc})") from exc
+    image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise RecordingError(f"{where}: image data does not decode as {payload.get('format', '?')}")
     return image
 
 
+def _message_dict(message: Message) -> dict[str, Any]:
+    """A protobuf message as a dict of its fields (nested messages as dicts, bytes as bytes)."""
+    fields: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.message_type is None:
+            fields[field.name] = list(value) if field.is_repeated else value
+        else:
+            fields[field.name] = [_message_dict(v) for v in value] if field.is_repeated else _message_dict(value)
+    return fields
+
+
+class _Decoder:
+    """A message's bytes as a dict, by its channel's message encoding (json or protobuf) and schema."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._protobuf = DecoderFactory()
+
+    def __call__(self, schema: Schema | None, encoding: str, topic: str, data: bytes) -> dict[str, Any]:
+        if encoding == "json":
+            try:
+                payload: dict[str, Any] = json.loads(data)
+            except ValueError as exc:
+                raise RecordingError(f"{self.path}: message on {topic} is not JSON ({exc})") from exc
+            return payload
+        decoder = self._protobuf.decoder_for(encoding, schema)
+        if decoder is None:
+            raise RecordingError(f"{self.path}: {topic} has message encoding {encoding!r} with schema "
+                                 f"{schema.name if schema else None!r}; edgeloop reads json and protobuf")
+        return _message_dict(decoder(data))
+
+
 def iter_messages(path: str | Path, topics: list[str] | None = None) -> Iterator[tuple[str, int, int, dict[str, Any]]]:
-    """Yield (topic, sequence, log_time_ns, decoded JSON payload) in log-time order."""
+    """Yield (topic, sequence, log_time_ns, payload) in log-time order: a JSON message's payload as it was
+    written, a protobuf message's fields as a dict (an image's `data` as bytes)."""
     path = Path(path)
     if not path.is_file():
         raise RecordingError(f"{path}: recording not found")
+    decode = _Decoder(path)
     try:
         with path.open("rb") as stream:
             reader = make_reader(stream)
-            for _schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
-                try:
-                    payload = json.loads(message.data)
-                except ValueError as exc:
-                    raise RecordingError(f"{path}: message on {channel.topic} is not JSON ({exc})") from exc
-                yield channel.topic, message.sequence, message.log_time, payload
+            for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
+                yield (channel.topic, message.sequence, message.log_time,
+                       decode(schema, channel.message_encoding, channel.topic, message.data))
     except RecordingError:
         raise
     except Exception as exc:  # the mcap reader raises many types on truncated or foreign files

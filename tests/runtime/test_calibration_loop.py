@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ import pytest
 from test_loop import GOAL, MANIFEST, SimControllerThread, loop_config
 from typer.testing import CliRunner
 
-from calibration.camera_file import write_ros
+from calibration.camera_file import Extrinsics, write_ros
+from calibration.poses import quaternion_matrix
 from calibration.synthetic import example_camera
 from calibration.undistort import FrameSizeError, Undistorter
 from perception.manifest import load_manifest
@@ -19,6 +21,7 @@ from planning.world_model import WorldModel
 from runtime.cli.app import app
 from runtime.config import ConfigError, load_config
 from runtime.loop import ControlLoop
+from runtime.recording import iter_messages
 
 
 def _calibration(tmp_path: Path, size: tuple[int, int]) -> Path:
@@ -90,3 +93,29 @@ def test_edgeloop_run_refuses_a_calibration_of_another_size(tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["run", "--config", "configs/demo.yaml", "--set", f"calibration.camera={broken}",
                                       "--set", "link.goal_endpoint=tcp://127.0.0.1:*"])
     assert result.exit_code == 2 and f"error: {broken}: image_height: missing" in result.output
+
+
+def test_a_recorded_run_places_the_camera_where_its_extrinsics_say(tmp_path: Path) -> None:
+    """`/camera/transform` in the recording: the calibration's base_T_camera as a foxglove.FrameTransform."""
+    base_T_camera = np.eye(4)
+    base_T_camera[:3, :3] = cv2.Rodrigues(np.array([0.3, -1.2, 0.4]))[0]
+    base_T_camera[:3, 3] = [0.6, 0.05, 0.9]
+    camera = tmp_path / "camera.yaml"
+    write_ros(replace(example_camera("pinhole", (64, 64)), extrinsics=Extrinsics(base_T_camera, 12, 0.2, 0.001)),
+              camera)
+    controller = SimControllerThread()
+    try:
+        loop = ControlLoop(loop_config(controller.endpoints, tmp_path, f"calibration.camera={camera}", "record=true"))
+        loop.run(duration_s=0.5)
+        summary = loop.close()
+    finally:
+        controller.stop()
+    transforms = [payload for _topic, _seq, _stamp, payload
+                  in iter_messages(Path(summary["run_dir"]) / "run.mcap", ["/camera/transform"])]
+    assert len(transforms) == 1
+    transform = transforms[0]
+    assert (transform["parent_frame_id"], transform["child_frame_id"]) == ("base", "camera")
+    rotation = transform["rotation"]
+    np.testing.assert_allclose(quaternion_matrix(np.array([rotation[k] for k in "xyzw"])), base_T_camera[:3, :3],
+                               atol=1e-6)
+    np.testing.assert_allclose([transform["translation"][k] for k in "xyz"], base_T_camera[:3, 3])

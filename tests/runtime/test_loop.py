@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from foxglove_checks import check_recording_channels, decode_image, live_view_client
 from model_faults import demo_with
 from waiting import drive_until
 
@@ -563,3 +564,37 @@ def test_replay_config_runs_open_loop_on_the_shipped_feed(controller: SimControl
     assert summary["counters"]["frames"] > 10
     assert summary["counters"]["commands"] > 10
     assert controller.stop()["commands_applied"] > 0
+
+
+def test_a_recorded_run_has_typed_channels_and_its_live_view_shows_camera_plan_and_commands(
+        controller: SimControllerThread, tmp_path: Path) -> None:
+    """A real run with `record` and `live_view` on: a Foxglove client receives the camera, plans and commands
+    while it goes, and the recording reads back with Foxglove's schemas and typed JSON Schemas on every channel."""
+    pytest.importorskip("foxglove")  # the observe extra
+    loop = ControlLoop(loop_config(controller.endpoints, tmp_path, "record=true", "live_view.enabled=true",
+                                   "live_view.port=0"))
+    assert loop.live_view is not None
+    wanted = {"/camera/image", "/planner/plan", "/robot/command", "/planner/goal_image"}
+    received: dict[str, bytes] = {}
+
+    def view() -> None:
+        with live_view_client(loop.live_view.port) as client:  # type: ignore[union-attr]
+            client.subscribe(*sorted(wanted))
+            while set(received) != wanted and (message := client.receive(10.0)) is not None:
+                received.setdefault(message[0], message[2])
+        loop.stop_requested.set()
+
+    viewer = threading.Thread(target=view, daemon=True)
+    viewer.start()
+    loop.run(duration_s=30.0)  # until the viewer has one of each
+    summary = loop.close()
+    viewer.join(10)
+    assert set(received) == wanted
+    assert decode_image(received["/camera/image"]).shape[2] == 3
+    assert len(json.loads(received["/planner/plan"])["sequence"]) == loop.config.planner.horizon
+    assert summary["live_view"] == f"ws://127.0.0.1:{loop.live_view.port}"
+
+    raw = check_recording_channels(Path(summary["run_dir"]) / "run.mcap")
+    assert {"/camera/image", "/robot/state", "/robot/command", "/planner/plan", "/model/latent", "/planner/goal",
+            "/planner/goal_image", "/robot/stop"} <= raw.keys()
+    assert len(raw["/planner/goal"]) == 1  # the start goal
