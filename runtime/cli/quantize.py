@@ -70,6 +70,9 @@ def quantize(
     command = ["edgeloop", "quantize", str(manifest), *(f"--calibration={path}" for path in recordings),
                f"--out={out}", f"--frames={frames}", f"--goals={goals}",
                *([f"--config={config}"] if config is not None else [])]
+    from runtime.evaluation.provenance import provenance
+
+    result["provenance"] = provenance(run_config, manifest=int8_path, argv=command[1:])
     json_path, md_path = write_report(result, out, shlex.join(command))
     typer.echo(f"success fp32 {result['success_fp32']:.0%} int8 {result['success_int8']:.0%} | latent cosine "
                f"{result['latent_cosine_mean']:.4f} | encoder {result['encoder_speedup']:.2f}x | predictor "

@@ -104,17 +104,19 @@ def bench_model_table(named: dict[str, dict[str, Any]]) -> Rows:
 def bench_planner_table(named: dict[str, dict[str, Any]]) -> Rows:
     """Our planners beside pytorch-mppi on the same goals (`edgeloop bench planner`)."""
     header = ["run", "planner", "engine", "iterations", "reached", "plan p50 / p90 ms", "ticks to goal",
-              "speed vs pytorch-mppi"]
+              "speed vs pytorch-mppi", "predictor GFLOP/s (of the GEMM floor)"]
     rows = []
     for name, result in named.items():
         _expect(result, name, "bench-planner")
         for planner, entry in result["planners"].items():
             reached = sum(goal["reached"] for goal in entry["goals"])
             ratio = entry.get("speedup_vs_pytorch_mppi")
+            efficiency = entry["efficiency"]
             rows.append([name, planner, entry["engine"], f"{entry['mean_iterations']:.0f}",
                          f"{reached}/{len(entry['goals'])}",
                          f"{_ms(entry['ms_per_plan'])} / {_ms(entry['ms_per_plan_p90'])}",
-                         f"{entry['mean_ticks']:.1f}", "—" if ratio is None else f"{ratio:.2f}×"])
+                         f"{entry['mean_ticks']:.1f}", "—" if ratio is None else f"{ratio:.2f}×",
+                         f"{efficiency['achieved_gflops']:.0f} ({_percent(efficiency['fraction_of_floor'])})"])
     return header, rows
 
 
