@@ -21,6 +21,8 @@ MANIFEST_FILE = "manifest.json"
 # Tensor names fixed by the contract (docs/model-manifest.md).
 ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
 PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
+# The manifest's model files, in the order they are verified.
+MODEL_PARTS = ("encoder", "predictor", "reference")
 # ONNX Runtime's type strings for the dtypes a manifest may name.
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
@@ -79,7 +81,7 @@ class Manifest(_Strict):
     task: str | None = Field(None, description="The task its training data came from, if any.")
     reference: ModelFile | None = None
     training: dict[str, Any] = Field(default_factory=dict)
-    parent_sha256: str | None = None
+    parent_sha256: str | None = Field(None, description="A derived model's parent: the parent's model_id.")
     calibration_sha256: str | None = None
     root: Path = Field(Path("."), exclude=True, description="Directory holding the manifest and its files.")
 
@@ -113,7 +115,7 @@ class Manifest(_Strict):
                predictor_file: str, calibration_sha256: str | None = None) -> Path:
         """Write the manifest of a variant of this model (FP16, INT8) whose ONNX files are already in `directory`.
 
-        The variant keeps every contract field, records this manifest's sha256 as its parent and drops the
+        The variant keeps every contract field, records this model's `model_id` as its parent and drops the
         torch reference weights (they are the parent's). Returns the new manifest's path, verified.
         """
         directory = Path(directory)
@@ -125,7 +127,7 @@ class Manifest(_Strict):
             "predictor": self.predictor.model_copy(update={"file": predictor_file,
                                                            "sha256": file_sha256(directory / predictor_file)}),
             "reference": None,
-            "parent_sha256": manifest_sha256(self.root),
+            "parent_sha256": model_id(self),
             "calibration_sha256": calibration_sha256,
             "root": directory,
         })
@@ -148,9 +150,38 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_sha256(path: str | Path) -> str:
-    """sha256 of manifest.json: the model's identity in run summaries (it pins every file's sha256)."""
-    return file_sha256(_manifest_file(Path(path)))
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no spaces, ASCII only, so equal fields always hash the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# Manifest keys that record how and when a model was made, not what it computes: left out of its identity.
+PROVENANCE_KEYS = frozenset({"name", "created", "training", "parent_sha256", "calibration_sha256"})
+
+
+def identity_fields(manifest: Manifest) -> dict[str, Any]:
+    """What a model's identity covers: every manifest field but `PROVENANCE_KEYS`, each model file without its
+    file name (its sha256 and tensors stay). A field added to the format later is covered unless listed there."""
+    fields = manifest.model_dump(mode="json", exclude=set(PROVENANCE_KEYS))
+    for part in MODEL_PARTS:
+        if fields.get(part) is not None:
+            fields[part] = {key: value for key, value in fields[part].items() if key != "file"}
+    return fields
+
+
+def model_id(manifest: Manifest) -> str:
+    """The model's identity: sha256 of `canonical_json(identity_fields(manifest))` (docs/model-manifest.md).
+
+    Two models with the same id compute the same thing: the same file bytes under the same contract. The
+    time, folder and training run that made them do not enter it.
+    """
+    return hashlib.sha256(canonical_json(identity_fields(manifest)).encode()).hexdigest()
+
+
+def model_provenance(manifest: Manifest) -> dict[str, Any]:
+    """What a result records about the model that produced it: its id and each model file's sha256."""
+    files = {part: getattr(manifest, part).sha256 for part in MODEL_PARTS if getattr(manifest, part) is not None}
+    return {"model_id": model_id(manifest), "model_files": files}
 
 
 def _manifest_file(path: Path) -> Path:
@@ -246,10 +277,10 @@ def _check_contract(manifest: Manifest, path: Path) -> None:
 
 def verify_files(manifest: Manifest, path: Path) -> None:
     """Every named file exists with its sha256; every ONNX file's I/O matches the manifest."""
-    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
-    if manifest.reference is not None:
-        parts["reference"] = manifest.reference
+    parts = {key: getattr(manifest, key) for key in MODEL_PARTS}
     for key, part in parts.items():
+        if part is None:  # the optional files
+            continue
         file = manifest.path_of(part)
         if not file.is_file():
             raise ManifestError(f"{path}: {key}.file: {file} does not exist")

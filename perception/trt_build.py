@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from perception.manifest import Manifest, ModelFile, file_sha256
+from perception.manifest import Manifest, ModelFile, canonical_json, file_sha256
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -131,11 +131,6 @@ def current_device(device: int = 0) -> Device:
     if len(visible) <= device:
         raise EngineBuildError(f"no CUDA GPU {device} is visible ({len(visible)} found)")
     return Device(trt.__version__, visible[device].name, visible[device].compute_capability, l4t_release())
-
-
-def canonical_json(value: Any) -> str:
-    """One text per value: sorted keys, no spaces, so equal fields always hash the same."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from perception.engines import create_engine
 from perception.fp16 import FP16_TOLERANCE, Fp16Error, convert_to_fp16
-from perception.manifest import Manifest, load_manifest, manifest_sha256
+from perception.manifest import Manifest, load_manifest, model_id
 from perception.trt_build import sample_feeds
 from runtime.cli.app import app
 
@@ -27,7 +27,7 @@ def fp16_model(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ma
 def test_the_fp16_manifest_verifies_and_names_its_parent(fp16_model: Manifest, demo_model: Path) -> None:
     parent = load_manifest(demo_model)
     assert fp16_model.precision == "fp16"
-    assert fp16_model.parent_sha256 == manifest_sha256(demo_model)
+    assert fp16_model.parent_sha256 == model_id(load_manifest(demo_model))
     assert fp16_model.reference is None and fp16_model.calibration_sha256 is None
     assert (fp16_model.encoder.file, fp16_model.predictor.file) == ("encoder.fp16.onnx", "predictor.fp16.onnx")
     # Same contract: the runtime feeds an FP16 model float32 tensors exactly as it feeds the FP32 one.
