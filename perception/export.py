@@ -22,11 +22,15 @@ import torch
 from perception.manifest import FORMAT_VERSION, ImageSpec, Manifest, ModelFile, TensorSpec, file_sha256, load_manifest
 from perception.nets import Encoder, NetConfig, Predictor, load_reference, save_reference
 from perception.onnx_clean import clean_onnx_file
+from perception.rollout import write_rollout
 
 ENCODER_FILE, PREDICTOR_FILE, REFERENCE_FILE = "encoder.onnx", "predictor.onnx", "reference.pt"
+ROLLOUT_FILE = "rollout.onnx"
 BATCH_AXIS = "batch"
 # ONNX Runtime must reproduce torch to this absolute tolerance on every output element.
 EXPORT_TOLERANCE = 1e-4
+# The rollout must reproduce stepping the predictor file (the same graph) to this tolerance.
+ROLLOUT_TOLERANCE = 1e-5
 
 
 class ExportError(RuntimeError):
@@ -90,9 +94,30 @@ def _check_against_torch(module: torch.nn.Module, path: Path, inputs: dict[str, 
     return worst
 
 
+def _check_rollout(rollout: Path, predictor: Path, latent: np.ndarray, actions: np.ndarray) -> float:
+    """The rollout file against stepping the predictor file over the same actions, both on ONNX Runtime."""
+    import onnxruntime as ort
+
+    def session(path: Path) -> ort.InferenceSession:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    step = session(predictor)
+    expected, z = [], latent
+    for t in range(actions.shape[1]):
+        z = step.run(None, {"latent": z, "action": np.ascontiguousarray(actions[:, t])})[0]
+        expected.append(z)
+    found = session(rollout).run(None, {"latent": latent, "actions": actions})[0]
+    error = float(np.max(np.abs(found - np.stack(expected, axis=1))))
+    if not error <= ROLLOUT_TOLERANCE:
+        raise ExportError(f"{rollout}: differs from stepping {predictor.name} by {error:.2e} "
+                          f"(tolerance {ROLLOUT_TOLERANCE:.0e})")
+    return error
+
+
 def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Path, config: NetConfig,
                        interface: ModelInterface, seed: int = 0) -> Path:
-    """Write encoder.onnx, predictor.onnx, reference.pt and manifest.json into `out_dir`; returns the manifest path.
+    """Write encoder.onnx, predictor.onnx, rollout.onnx, reference.pt and manifest.json into `out_dir`; returns the
+    manifest path.
 
     `seed` draws the random probe inputs used for the torch-vs-ONNX Runtime check.
     """
@@ -119,6 +144,10 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
             inputs=[_spec(name, *tensor.shape[1:]) for name, tensor in inputs.items()],
             outputs=[_spec(output, width)],
         )
+    rollout = write_rollout(out_dir / PREDICTOR_FILE, out_dir / ROLLOUT_FILE, config.latent_dim, config.action_dim)
+    rollout_actions = torch.randn(7, 5, config.action_dim, generator=generator).numpy()
+    errors["rollout"] = _check_rollout(out_dir / ROLLOUT_FILE, out_dir / PREDICTOR_FILE,
+                                       predictor_inputs["latent"].numpy(), rollout_actions)
     reference = out_dir / REFERENCE_FILE
     save_reference(reference, config, encoder, predictor)
     manifest = Manifest(
@@ -128,6 +157,7 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         encoder=files["encoder"],
         predictor=files["predictor"],
+        rollout=rollout,
         image=interface.image,
         proprio_dim=config.proprio_dim,
         proprio_names=interface.proprio_names,

@@ -21,8 +21,9 @@ MANIFEST_FILE = "manifest.json"
 # Tensor names fixed by the contract (docs/model-manifest.md).
 ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
 PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
+ROLLOUT_LATENT, ROLLOUT_ACTIONS, ROLLOUT_LATENTS = "latent", "actions", "latents"
 # The manifest's model files, in the order they are verified.
-MODEL_PARTS = ("encoder", "predictor", "reference")
+MODEL_PARTS = ("encoder", "predictor", "rollout", "reference")
 # ONNX Runtime's type strings for the dtypes a manifest may name.
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
@@ -79,6 +80,8 @@ class Manifest(_Strict):
     control_period_s: float = Field(gt=0)
     scene: str | None = Field(None, description="The sim scene the model was trained in (docs/tasks.md), if any.")
     task: str | None = Field(None, description="The task its training data came from, if any.")
+    rollout: ModelFile | None = Field(None, description=(
+        "The predictor unrolled over a whole action sequence (perception/rollout.py); optional."))
     reference: ModelFile | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     parent_sha256: str | None = Field(None, description="A derived model's parent: the parent's model_id.")
@@ -116,9 +119,19 @@ class Manifest(_Strict):
         """Write the manifest of a variant of this model (FP16, INT8) whose ONNX files are already in `directory`.
 
         The variant keeps every contract field, records this model's `model_id` as its parent and drops the
-        torch reference weights (they are the parent's). Returns the new manifest's path, verified.
+        torch reference weights (they are the parent's). When this model has a rollout model, the variant's is
+        made from the variant's predictor (perception/rollout.py), so it computes what stepping that predictor
+        does; except INT8: ONNX Runtime does not fuse Q/DQ nodes inside the rollout's loop body, which made
+        the demo's INT8 rollout 7x slower than stepping, so an INT8 variant steps its predictor.
+        Returns the new manifest's path, verified.
         """
         directory = Path(directory)
+        rollout = None
+        if self.rollout is not None and precision != "int8":
+            from perception.rollout import write_rollout
+
+            name = predictor_file.replace("predictor", "rollout", 1)
+            rollout = write_rollout(directory / predictor_file, directory / name, self.latent_dim, self.action_dim)
         variant = self.model_copy(deep=True, update={
             "precision": precision,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -126,6 +139,7 @@ class Manifest(_Strict):
                                                        "sha256": file_sha256(directory / encoder_file)}),
             "predictor": self.predictor.model_copy(update={"file": predictor_file,
                                                            "sha256": file_sha256(directory / predictor_file)}),
+            "rollout": rollout,
             "reference": None,
             "parent_sha256": model_id(self),
             "calibration_sha256": calibration_sha256,
@@ -240,12 +254,21 @@ def _check_consistency(manifest: Manifest, path: Path) -> None:
         raise ManifestError(f"{path}: visual_dim ({manifest.visual_dim}) exceeds latent_dim ({manifest.latent_dim})")
 
 
-def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, list[int], str]]]]:
+# Stands for a dynamic (named) axis in `contract_tensors`: any string in the manifest's shape fits it.
+DYNAMIC = "horizon"
+
+
+def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, list[int | str], str]]]]:
     """What each model part must take and give, from the contract fields: per part, per direction, (name, the
-    dimensions after the batch axis, the field that sets them); every tensor float32 with a leading batch axis."""
-    image = [3, manifest.image.height, manifest.image.width]
+    dimensions after the batch axis, the field that sets them); every tensor float32 with a leading batch axis.
+    `DYNAMIC` marks the rollout's horizon axis."""
+    image: list[int | str] = [3, manifest.image.height, manifest.image.width]
     latent = (manifest.latent_dim, "latent_dim")
-    return {
+    Tensors = dict[str, list[tuple[str, list[int | str], str]]]
+    rollout: Tensors = {"inputs": [(ROLLOUT_LATENT, [latent[0]], latent[1]),
+                          (ROLLOUT_ACTIONS, [DYNAMIC, manifest.action_dim], "action_dim")],
+               "outputs": [(ROLLOUT_LATENTS, [DYNAMIC, latent[0]], latent[1])]}
+    parts: dict[str, Tensors] = {
         "encoder": {"inputs": [(ENCODER_IMAGE, image, "image.height/width"),
                                (ENCODER_PROPRIO, [manifest.proprio_dim], "proprio_dim")],
                     "outputs": [(ENCODER_LATENT, [latent[0]], latent[1])]},
@@ -253,15 +276,15 @@ def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, 
                                  (PREDICTOR_ACTION, [manifest.action_dim], "action_dim")],
                       "outputs": [(PREDICTOR_NEXT, [latent[0]], latent[1])]},
     }
+    return parts | ({"rollout": rollout} if manifest.rollout is not None else {})
 
 
 def _check_contract(manifest: Manifest, path: Path) -> None:
     """The tensor specs against the contract fields, so a model the runtime cannot feed is refused at load,
     naming both, not on its first plan."""
-    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
     for part, directions in contract_tensors(manifest).items():
         for kind, wanted in directions.items():
-            specs: list[TensorSpec] = getattr(parts[part], kind)
+            specs: list[TensorSpec] = getattr(getattr(manifest, part), kind)
             names = [spec.name for spec in specs]
             if names != [name for name, _, _ in wanted]:
                 raise ManifestError(f"{path}: {part}.{kind}: names {names}; the runtime feeds and reads "
@@ -270,7 +293,8 @@ def _check_contract(manifest: Manifest, path: Path) -> None:
                 if spec.dtype != "float32":
                     raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' is {spec.dtype}; the runtime "
                                         f"exchanges float32")
-                if spec.shape[1:] != dims:
+                found = [DYNAMIC if isinstance(dim, str) else dim for dim in spec.shape[1:]]
+                if found != dims:
                     raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' shape {spec.shape} does not fit "
                                         f"{field} (expected [batch, {', '.join(map(str, dims))}])")
 

@@ -70,7 +70,8 @@ class ControlLoop:
         self.world_model = load_world_model(config, undistort=True)
         # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
-                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s)
+                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s,
+                               rollout=self.world_model.rollout)
         self.goal: GoalTarget | None = None
         start_goal = goal_from_config(config.goal, self.world_model)
         if start_goal is not None:

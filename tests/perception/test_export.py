@@ -46,7 +46,7 @@ def test_two_exports_from_two_checkouts_give_the_same_files_and_identity(tmp_pat
     first = export_from(REPO, tmp_path / "first")
     second = export_from(elsewhere, tmp_path / "second")
     names = sorted(path.name for path in first.iterdir())
-    assert names == ["encoder.onnx", "manifest.json", "predictor.onnx", "reference.pt"]
+    assert names == ["encoder.onnx", "manifest.json", "predictor.onnx", "reference.pt", "rollout.onnx"]
     for name in names:
         if name != "manifest.json":
             assert (first / name).read_bytes() == (second / name).read_bytes(), name
@@ -62,7 +62,7 @@ def test_re_exporting_the_demo_from_its_weights_reproduces_its_files(demo_model:
     again = load_manifest(reexport(demo_model, tmp_path))
     assert model_id(again) == model_id(shipped)
     assert again.training["settings"] == shipped.training["settings"]  # the training record is kept
-    for part in ("encoder", "predictor", "reference"):
+    for part in ("encoder", "predictor", "rollout", "reference"):
         assert getattr(again, part).sha256 == getattr(shipped, part).sha256, part
 
 
@@ -70,7 +70,7 @@ def test_re_exporting_the_demo_from_its_weights_reproduces_its_files(demo_model:
 def test_shipped_model_files_carry_no_paths_or_exporter_metadata(model: Path) -> None:
     onnx = pytest.importorskip("onnx")
     manifest = json.loads((model / "manifest.json").read_text())
-    for part in ("encoder", "predictor"):
+    for part in [part for part in ("encoder", "predictor", "rollout") if manifest.get(part)]:
         path = model / manifest[part]["file"]
         assert b"/work/" not in path.read_bytes() and b"stack_trace" not in path.read_bytes(), path
         proto = onnx.load(str(path))

@@ -36,6 +36,21 @@ def test_the_fp16_manifest_verifies_and_names_its_parent(fp16_model: Manifest, d
     assert {s.dtype for s in [*fp16_model.encoder.inputs, *fp16_model.predictor.outputs]} == {"float32"}
 
 
+def test_the_fp16_rollout_model_is_made_from_the_fp16_predictor_and_equals_stepping_it(fp16_model: Manifest) -> None:
+    from planning.world_model import WorldModel
+
+    assert fp16_model.rollout is not None and fp16_model.rollout.file == "rollout.fp16.onnx"
+    model = WorldModel(fp16_model)
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((16, fp16_model.latent_dim), dtype=np.float32)
+    actions = rng.uniform(-2, 2, (16, 5, fp16_model.action_dim)).astype(np.float32)
+    expected, z = [], latent
+    for t in range(5):
+        z = model.predict(z, np.ascontiguousarray(actions[:, t]))
+        expected.append(z)
+    np.testing.assert_allclose(model.rollout(latent, actions), np.stack(expected, axis=1), atol=1e-5, rtol=0)
+
+
 def test_the_weights_are_float16(fp16_model: Manifest) -> None:
     for part in (fp16_model.encoder, fp16_model.predictor):
         graph = onnx.load(str(fp16_model.path_of(part))).graph

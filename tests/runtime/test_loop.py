@@ -99,7 +99,7 @@ def test_closed_loop_sends_commands_and_writes_summary(controller: SimController
     assert {"source", "state", "encode", "plan", "send"} <= written["stages"].keys()
     assert {"frames", "drops", "deadline_misses", "commands", "stops", "bad_messages"} <= written["counters"].keys()
     assert len(written["model_id"]) == 64
-    assert set(written["model_files"]) == {"encoder", "predictor", "reference"}
+    assert set(written["model_files"]) == {"encoder", "predictor", "rollout", "reference"}
     assert written["config"]["planner"]["samples"] == 256
     assert load_config(Path(summary["run_dir"]) / "config.yaml") == loop.config
 
