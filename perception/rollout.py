@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from perception.manifest import (
-    PREDICTOR_ACTION,
-    PREDICTOR_LATENT,
-    PREDICTOR_NEXT,
     ROLLOUT_ACTIONS,
     ROLLOUT_LATENT,
     ROLLOUT_LATENTS,
@@ -50,16 +47,18 @@ def write_rollout(predictor: str | Path, target: str | Path, latent_dim: int, ac
 
     step = onnx.load(str(predictor))
     graph = step.graph
+    # The predictor's (latent, action) -> next_latent, in the manifest's order (checked when it loaded).
+    (latent_in, action_in), [latent_out] = ([_STEP + value.name for value in graph.input],
+                                            [_STEP + value.name for value in graph.output])
     outer = {init.name for init in graph.initializer}
-    body_nodes = _sorted([_renamed(node, outer) for node in graph.node],
-                         {_STEP + PREDICTOR_LATENT, _STEP + PREDICTOR_ACTION, *outer})
+    body_nodes = _sorted([_renamed(node, outer) for node in graph.node], {latent_in, action_in, *outer})
     # The state goes out as the next state; a copy of it is the step's scanned output.
-    body_nodes.append(helper.make_node("Identity", [_STEP + PREDICTOR_NEXT], [_STEP + "scanned"], name="step/out"))
+    body_nodes.append(helper.make_node("Identity", [latent_out], [_STEP + "scanned"], name="step/out"))
     body = helper.make_graph(
         body_nodes, "predictor_step",
-        [helper.make_tensor_value_info(_STEP + PREDICTOR_LATENT, TensorProto.FLOAT, [BATCH_AXIS, latent_dim]),
-         helper.make_tensor_value_info(_STEP + PREDICTOR_ACTION, TensorProto.FLOAT, [BATCH_AXIS, action_dim])],
-        [helper.make_tensor_value_info(_STEP + PREDICTOR_NEXT, TensorProto.FLOAT, [BATCH_AXIS, latent_dim]),
+        [helper.make_tensor_value_info(latent_in, TensorProto.FLOAT, [BATCH_AXIS, latent_dim]),
+         helper.make_tensor_value_info(action_in, TensorProto.FLOAT, [BATCH_AXIS, action_dim])],
+        [helper.make_tensor_value_info(latent_out, TensorProto.FLOAT, [BATCH_AXIS, latent_dim]),
          helper.make_tensor_value_info(_STEP + "scanned", TensorProto.FLOAT, [BATCH_AXIS, latent_dim])],
     )
     scan = helper.make_node("Scan", [ROLLOUT_LATENT, ROLLOUT_ACTIONS], ["final_latent", ROLLOUT_LATENTS],
