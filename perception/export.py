@@ -1,7 +1,10 @@
 """Export a trained encoder + predictor: two single-file ONNX models, torch reference weights, manifest.json.
 
 Each ONNX file is checked against torch at export (ONNX Runtime, batch sizes 1 and 7 to exercise the
-dynamic batch axis) and the manifest is re-loaded with full verification before this returns.
+dynamic batch axis) and the manifest is re-loaded with full verification before this returns. The files
+are reproducible: the exporter's stack traces and other metadata are stripped (`perception.onnx_clean`), so
+the same weights give the same bytes in any folder, and `reexport` rebuilds a model's files from its
+reference weights without training.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ import numpy as np
 import torch
 
 from perception.manifest import FORMAT_VERSION, ImageSpec, Manifest, ModelFile, TensorSpec, file_sha256, load_manifest
-from perception.nets import Encoder, NetConfig, Predictor, save_reference
+from perception.nets import Encoder, NetConfig, Predictor, load_reference, save_reference
+from perception.onnx_clean import clean_onnx_file
+from perception.rollout import write_rollout
 
 ENCODER_FILE, PREDICTOR_FILE, REFERENCE_FILE = "encoder.onnx", "predictor.onnx", "reference.pt"
+ROLLOUT_FILE = "rollout.onnx"
 BATCH_AXIS = "batch"
 # ONNX Runtime must reproduce torch to this absolute tolerance on every output element.
 EXPORT_TOLERANCE = 1e-4
+# The rollout must reproduce stepping the predictor file (the same graph) to this tolerance.
+ROLLOUT_TOLERANCE = 1e-5
 
 
 class ExportError(RuntimeError):
@@ -65,6 +73,7 @@ def _export_onnx(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outpu
         )
     if path.with_name(path.name + ".data").exists():
         raise ExportError(f"{path}: the exporter wrote external weights; expected a single file")
+    clean_onnx_file(path)  # no stack traces (absolute paths) in the file: same weights, same bytes
 
 
 def _check_against_torch(module: torch.nn.Module, path: Path, inputs: dict[str, torch.Tensor], output: str) -> float:
@@ -85,9 +94,30 @@ def _check_against_torch(module: torch.nn.Module, path: Path, inputs: dict[str, 
     return worst
 
 
+def _check_rollout(rollout: Path, predictor: Path, latent: np.ndarray, actions: np.ndarray) -> float:
+    """The rollout file against stepping the predictor file over the same actions, both on ONNX Runtime."""
+    import onnxruntime as ort
+
+    def session(path: Path) -> ort.InferenceSession:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    step = session(predictor)
+    expected, z = [], latent
+    for t in range(actions.shape[1]):
+        z = step.run(None, {"latent": z, "action": np.ascontiguousarray(actions[:, t])})[0]
+        expected.append(z)
+    found = session(rollout).run(None, {"latent": latent, "actions": actions})[0]
+    error = float(np.max(np.abs(found - np.stack(expected, axis=1))))
+    if not error <= ROLLOUT_TOLERANCE:
+        raise ExportError(f"{rollout}: differs from stepping {predictor.name} by {error:.2e} "
+                          f"(tolerance {ROLLOUT_TOLERANCE:.0e})")
+    return error
+
+
 def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Path, config: NetConfig,
                        interface: ModelInterface, seed: int = 0) -> Path:
-    """Write encoder.onnx, predictor.onnx, reference.pt and manifest.json into `out_dir`; returns the manifest path.
+    """Write encoder.onnx, predictor.onnx, rollout.onnx, reference.pt and manifest.json into `out_dir`; returns the
+    manifest path.
 
     `seed` draws the random probe inputs used for the torch-vs-ONNX Runtime check.
     """
@@ -114,6 +144,10 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
             inputs=[_spec(name, *tensor.shape[1:]) for name, tensor in inputs.items()],
             outputs=[_spec(output, width)],
         )
+    rollout = write_rollout(out_dir / PREDICTOR_FILE, out_dir / ROLLOUT_FILE, config.latent_dim, config.action_dim)
+    rollout_actions = torch.randn(7, 5, config.action_dim, generator=generator).numpy()
+    errors["rollout"] = _check_rollout(out_dir / ROLLOUT_FILE, out_dir / PREDICTOR_FILE,
+                                       predictor_inputs["latent"].numpy(), rollout_actions)
     reference = out_dir / REFERENCE_FILE
     save_reference(reference, config, encoder, predictor)
     manifest = Manifest(
@@ -123,6 +157,7 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         encoder=files["encoder"],
         predictor=files["predictor"],
+        rollout=rollout,
         image=interface.image,
         proprio_dim=config.proprio_dim,
         proprio_names=interface.proprio_names,
@@ -146,3 +181,27 @@ def export_world_model(encoder: Encoder, predictor: Predictor, out_dir: str | Pa
     path = manifest.write(out_dir)
     load_manifest(path, verify=True)
     return path
+
+
+def interface_of(manifest: Manifest) -> ModelInterface:
+    """The robot, camera and training record of an exported model, to export it again."""
+    training = {key: value for key, value in manifest.training.items() if key != "export_max_abs_error"}
+    return ModelInterface(
+        name=manifest.name, image=manifest.image, proprio_names=manifest.proprio_names,
+        action_names=manifest.action_names, action_low=manifest.action_low, action_high=manifest.action_high,
+        action_units=manifest.action_units, control_period_s=manifest.control_period_s, training=training,
+        scene=manifest.scene, task=manifest.task)
+
+
+def reexport(model_dir: str | Path, out_dir: str | Path | None = None, seed: int = 0) -> Path:
+    """Export a model again from its reference weights (no training): the same networks, today's file format.
+
+    Writes into `out_dir` (default: `model_dir` itself, replacing its files); keeps the manifest's interface
+    and training record. Returns the new manifest's path, verified.
+    """
+    manifest = load_manifest(model_dir)
+    if manifest.reference is None:
+        raise ExportError(f"{manifest.root}: the manifest names no reference weights to export from")
+    config, encoder, predictor = load_reference(manifest.path_of(manifest.reference))
+    return export_world_model(encoder, predictor, out_dir if out_dir is not None else manifest.root, config,
+                              interface_of(manifest), seed=seed)

@@ -15,6 +15,7 @@ import numpy as np
 
 from perception.engines.ort import OnnxRuntimeEngine
 from perception.manifest import Manifest, ModelFile
+from perception.onnx_clean import strip_metadata
 
 ENCODER_FILE, PREDICTOR_FILE = "encoder.fp16.onnx", "predictor.fp16.onnx"
 # Largest error of the FP16 file against the FP32 one on ONNX Runtime, relative to the largest FP32 output:
@@ -47,6 +48,7 @@ def convert_to_fp16(manifest: Manifest, out_dir: str | Path, *, seed: int = 0) -
                                ("predictor", manifest.predictor, PREDICTOR_FILE)):
         source = manifest.path_of(part)
         converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        strip_metadata(converted)  # reproducible bytes (perception/onnx_clean.py)
         onnx.save(converted, str(out / target))
         errors[name] = _max_error(source, out / target, part, rng)
         if errors[name] > FP16_TOLERANCE:

@@ -21,6 +21,9 @@ MANIFEST_FILE = "manifest.json"
 # Tensor names fixed by the contract (docs/model-manifest.md).
 ENCODER_IMAGE, ENCODER_PROPRIO, ENCODER_LATENT = "image", "proprio", "latent"
 PREDICTOR_LATENT, PREDICTOR_ACTION, PREDICTOR_NEXT = "latent", "action", "next_latent"
+ROLLOUT_LATENT, ROLLOUT_ACTIONS, ROLLOUT_LATENTS = "latent", "actions", "latents"
+# The manifest's model files, in the order they are verified.
+MODEL_PARTS = ("encoder", "predictor", "rollout", "reference")
 # ONNX Runtime's type strings for the dtypes a manifest may name.
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
@@ -77,9 +80,11 @@ class Manifest(_Strict):
     control_period_s: float = Field(gt=0)
     scene: str | None = Field(None, description="The sim scene the model was trained in (docs/tasks.md), if any.")
     task: str | None = Field(None, description="The task its training data came from, if any.")
+    rollout: ModelFile | None = Field(None, description=(
+        "The predictor unrolled over a whole action sequence (perception/rollout.py); optional."))
     reference: ModelFile | None = None
     training: dict[str, Any] = Field(default_factory=dict)
-    parent_sha256: str | None = None
+    parent_sha256: str | None = Field(None, description="A derived model's parent: the parent's model_id.")
     calibration_sha256: str | None = None
     root: Path = Field(Path("."), exclude=True, description="Directory holding the manifest and its files.")
 
@@ -113,10 +118,20 @@ class Manifest(_Strict):
                predictor_file: str, calibration_sha256: str | None = None) -> Path:
         """Write the manifest of a variant of this model (FP16, INT8) whose ONNX files are already in `directory`.
 
-        The variant keeps every contract field, records this manifest's sha256 as its parent and drops the
-        torch reference weights (they are the parent's). Returns the new manifest's path, verified.
+        The variant keeps every contract field, records this model's `model_id` as its parent and drops the
+        torch reference weights (they are the parent's). When this model has a rollout model, the variant's is
+        made from the variant's predictor (perception/rollout.py), so it computes what stepping that predictor
+        does; except INT8: ONNX Runtime does not fuse Q/DQ nodes inside the rollout's loop body, which made
+        the demo's INT8 rollout 7x slower than stepping, so an INT8 variant steps its predictor.
+        Returns the new manifest's path, verified.
         """
         directory = Path(directory)
+        rollout = None
+        if self.rollout is not None and precision != "int8":
+            from perception.rollout import write_rollout
+
+            name = predictor_file.replace("predictor", "rollout", 1)
+            rollout = write_rollout(directory / predictor_file, directory / name, self.latent_dim, self.action_dim)
         variant = self.model_copy(deep=True, update={
             "precision": precision,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -124,8 +139,9 @@ class Manifest(_Strict):
                                                        "sha256": file_sha256(directory / encoder_file)}),
             "predictor": self.predictor.model_copy(update={"file": predictor_file,
                                                            "sha256": file_sha256(directory / predictor_file)}),
+            "rollout": rollout,
             "reference": None,
-            "parent_sha256": manifest_sha256(self.root),
+            "parent_sha256": model_id(self),
             "calibration_sha256": calibration_sha256,
             "root": directory,
         })
@@ -148,9 +164,38 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_sha256(path: str | Path) -> str:
-    """sha256 of manifest.json: the model's identity in run summaries (it pins every file's sha256)."""
-    return file_sha256(_manifest_file(Path(path)))
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no spaces, ASCII only, so equal fields always hash the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# Manifest keys that record how and when a model was made, not what it computes: left out of its identity.
+PROVENANCE_KEYS = frozenset({"name", "created", "training", "parent_sha256", "calibration_sha256"})
+
+
+def identity_fields(manifest: Manifest) -> dict[str, Any]:
+    """What a model's identity covers: every manifest field but `PROVENANCE_KEYS`, each model file without its
+    file name (its sha256 and tensors stay). A field added to the format later is covered unless listed there."""
+    fields = manifest.model_dump(mode="json", exclude=set(PROVENANCE_KEYS))
+    for part in MODEL_PARTS:
+        if fields.get(part) is not None:
+            fields[part] = {key: value for key, value in fields[part].items() if key != "file"}
+    return fields
+
+
+def model_id(manifest: Manifest) -> str:
+    """The model's identity: sha256 of `canonical_json(identity_fields(manifest))` (docs/model-manifest.md).
+
+    Two models with the same id compute the same thing: the same file bytes under the same contract. The
+    time, folder and training run that made them do not enter it.
+    """
+    return hashlib.sha256(canonical_json(identity_fields(manifest)).encode()).hexdigest()
+
+
+def model_provenance(manifest: Manifest) -> dict[str, Any]:
+    """What a result records about the model that produced it: its id and each model file's sha256."""
+    files = {part: getattr(manifest, part).sha256 for part in MODEL_PARTS if getattr(manifest, part) is not None}
+    return {"model_id": model_id(manifest), "model_files": files}
 
 
 def _manifest_file(path: Path) -> Path:
@@ -209,12 +254,21 @@ def _check_consistency(manifest: Manifest, path: Path) -> None:
         raise ManifestError(f"{path}: visual_dim ({manifest.visual_dim}) exceeds latent_dim ({manifest.latent_dim})")
 
 
-def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, list[int], str]]]]:
+# Stands for a dynamic (named) axis in `contract_tensors`: any string in the manifest's shape fits it.
+DYNAMIC = "horizon"
+
+
+def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, list[int | str], str]]]]:
     """What each model part must take and give, from the contract fields: per part, per direction, (name, the
-    dimensions after the batch axis, the field that sets them); every tensor float32 with a leading batch axis."""
-    image = [3, manifest.image.height, manifest.image.width]
+    dimensions after the batch axis, the field that sets them); every tensor float32 with a leading batch axis.
+    `DYNAMIC` marks the rollout's horizon axis."""
+    image: list[int | str] = [3, manifest.image.height, manifest.image.width]
     latent = (manifest.latent_dim, "latent_dim")
-    return {
+    Tensors = dict[str, list[tuple[str, list[int | str], str]]]
+    rollout: Tensors = {"inputs": [(ROLLOUT_LATENT, [latent[0]], latent[1]),
+                          (ROLLOUT_ACTIONS, [DYNAMIC, manifest.action_dim], "action_dim")],
+               "outputs": [(ROLLOUT_LATENTS, [DYNAMIC, latent[0]], latent[1])]}
+    parts: dict[str, Tensors] = {
         "encoder": {"inputs": [(ENCODER_IMAGE, image, "image.height/width"),
                                (ENCODER_PROPRIO, [manifest.proprio_dim], "proprio_dim")],
                     "outputs": [(ENCODER_LATENT, [latent[0]], latent[1])]},
@@ -222,15 +276,15 @@ def contract_tensors(manifest: Manifest) -> dict[str, dict[str, list[tuple[str, 
                                  (PREDICTOR_ACTION, [manifest.action_dim], "action_dim")],
                       "outputs": [(PREDICTOR_NEXT, [latent[0]], latent[1])]},
     }
+    return parts | ({"rollout": rollout} if manifest.rollout is not None else {})
 
 
 def _check_contract(manifest: Manifest, path: Path) -> None:
     """The tensor specs against the contract fields, so a model the runtime cannot feed is refused at load,
     naming both, not on its first plan."""
-    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
     for part, directions in contract_tensors(manifest).items():
         for kind, wanted in directions.items():
-            specs: list[TensorSpec] = getattr(parts[part], kind)
+            specs: list[TensorSpec] = getattr(getattr(manifest, part), kind)
             names = [spec.name for spec in specs]
             if names != [name for name, _, _ in wanted]:
                 raise ManifestError(f"{path}: {part}.{kind}: names {names}; the runtime feeds and reads "
@@ -239,17 +293,18 @@ def _check_contract(manifest: Manifest, path: Path) -> None:
                 if spec.dtype != "float32":
                     raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' is {spec.dtype}; the runtime "
                                         f"exchanges float32")
-                if spec.shape[1:] != dims:
+                found = [DYNAMIC if isinstance(dim, str) else dim for dim in spec.shape[1:]]
+                if found != dims:
                     raise ManifestError(f"{path}: {part}.{kind}: tensor '{name}' shape {spec.shape} does not fit "
                                         f"{field} (expected [batch, {', '.join(map(str, dims))}])")
 
 
 def verify_files(manifest: Manifest, path: Path) -> None:
     """Every named file exists with its sha256; every ONNX file's I/O matches the manifest."""
-    parts = {"encoder": manifest.encoder, "predictor": manifest.predictor}
-    if manifest.reference is not None:
-        parts["reference"] = manifest.reference
+    parts = {key: getattr(manifest, key) for key in MODEL_PARTS}
     for key, part in parts.items():
+        if part is None:  # the optional files
+            continue
         file = manifest.path_of(part)
         if not file.is_file():
             raise ManifestError(f"{path}: {key}.file: {file} does not exist")

@@ -113,6 +113,21 @@ class Predictor(nn.Module):
         return latent + self.net(torch.cat([latent, action / self.action_scale], dim=1))
 
 
+class Rollout(nn.Module):
+    """(latent [B,Z], actions [B,H,A]) -> latents [B,H,Z]: the predictor stepped over every action in turn."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, latent: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        latents = []
+        for step in range(actions.shape[1]):
+            latent = self.predictor(latent, actions[:, step])
+            latents.append(latent)
+        return torch.stack(latents, dim=1)
+
+
 def save_reference(path: str | Path, config: NetConfig, encoder: Encoder, predictor: Predictor) -> None:
     """Weights plus architecture, loadable with `weights_only=True` (no pickled code)."""
     torch.save({"format": REFERENCE_FORMAT, "config": config.to_dict(), "encoder": encoder.state_dict(),

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 from calibration.frame_sets import CalibrationSet
 from perception.engines.ort import OnnxRuntimeEngine
 from perception.manifest import Manifest
+from perception.onnx_clean import clean_onnx_file
 from perception.preprocess import Preprocessor
 
 ENCODER_FILE, PREDICTOR_FILE = "encoder.int8.onnx", "predictor.int8.onnx"
@@ -75,6 +76,7 @@ def quantize_model(manifest: Manifest, calibration: CalibrationSet, out_dir: str
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                "OpTypesToExcludeOutputQuantization": list(_FLOAT_OUTPUT_OPS)},
             )
+            clean_onnx_file(target)  # the quantizer's tags and any exporter metadata: same inputs, same bytes
             check_zero_points(target)
     return manifest.derive(out, "int8", ENCODER_FILE, PREDICTOR_FILE, calibration_sha256=calibration.sha256)
 

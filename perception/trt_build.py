@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from perception.manifest import Manifest, ModelFile, file_sha256
+from perception.manifest import Manifest, ModelFile, canonical_json, file_sha256
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,7 +46,7 @@ L4T_RELEASE_FILE = Path("/etc/nv_tegra_release")
 DEFAULT_WORKSPACE_MB = 1024
 
 Precision = Literal["fp32", "fp16", "int8"]
-Part = Literal["encoder", "predictor"]
+Part = Literal["encoder", "predictor", "rollout"]
 Shape = tuple[int, ...]
 Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max) shapes
 
@@ -83,13 +83,26 @@ ENCODER_BATCH = BatchRange(1, 1, 1)
 DEFAULT_PREDICTOR_BATCH = predictor_batch(256)
 
 
-def profile_shapes(spec: ModelFile, batch: BatchRange) -> Profile:
-    """(min, opt, max) shape of every input: the manifest's symbolic batch axis set to each end of `batch`."""
-    def shape(tensor_shape: list[int | str], size: int) -> Shape:
-        return tuple(size if isinstance(dim, str) else dim for dim in tensor_shape)
+def rollout_horizon(steps: int) -> BatchRange:
+    """The rollout's horizon profile from the planner's predictor steps per plan (horizon x action_block):
+    tuned for those, up to twice as many (a hot-reloaded horizon), down to 1."""
+    return BatchRange(1, steps, 2 * steps)
 
-    return {s.name: (shape(s.shape, batch.min), shape(s.shape, batch.opt), shape(s.shape, batch.max))
-            for s in spec.inputs}
+
+# A runtime that finds no earlier build of the rollout builds for the planner's default 5 steps.
+DEFAULT_ROLLOUT_HORIZON = rollout_horizon(5)
+
+
+def profile_shapes(spec: ModelFile, batch: BatchRange, horizon: BatchRange | None = None) -> Profile:
+    """(min, opt, max) shape of every input: the manifest's symbolic batch axis (the first) set to each end of
+    `batch`, any later symbolic axis (the rollout's horizon) to each end of `horizon`."""
+    def shape(tensor_shape: list[int | str], size: int, steps: int) -> Shape:
+        return tuple((size if axis == 0 else steps) if isinstance(dim, str) else dim
+                     for axis, dim in enumerate(tensor_shape))
+
+    steps = horizon or BatchRange(1, 1, 1)
+    return {s.name: (shape(s.shape, batch.min, steps.min), shape(s.shape, batch.opt, steps.opt),
+                     shape(s.shape, batch.max, steps.max)) for s in spec.inputs}
 
 
 # -- the cache key ---------------------------------------------------------------------------------------------
@@ -131,11 +144,6 @@ def current_device(device: int = 0) -> Device:
     if len(visible) <= device:
         raise EngineBuildError(f"no CUDA GPU {device} is visible ({len(visible)} found)")
     return Device(trt.__version__, visible[device].name, visible[device].compute_capability, l4t_release())
-
-
-def canonical_json(value: Any) -> str:
-    """One text per value: sorted keys, no spaces, so equal fields always hash the same."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass(frozen=True)
@@ -336,11 +344,11 @@ def compare_outputs(found: np.ndarray, reference: np.ndarray, precision: str, ba
                       TOLERANCES[precision])
 
 
-def sample_feeds(manifest: Manifest, part: Part, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def sample_feeds(manifest: Manifest, part: Part, batch: int, seed: int = 0, steps: int = 1) -> dict[str, np.ndarray]:
     """Check inputs: real frames (the model directory's goal images, when it has them) and the latents they encode.
 
     Frames without goal images are random pixels. Predictor rows pair encoded latents with uniform actions
-    inside the model's bounds, which is what the planner feeds it.
+    inside the model's bounds, which is what the planner feeds it; rollout rows, with `steps` such actions.
     """
     from perception.engines.ort import OnnxRuntimeEngine
     from perception.preprocess import Preprocessor
@@ -360,19 +368,24 @@ def sample_feeds(manifest: Manifest, part: Part, batch: int, seed: int = 0) -> d
     if part == "encoder":
         return encoder_feeds
     latent = OnnxRuntimeEngine(manifest.path_of(manifest.encoder), manifest.encoder).run(encoder_feeds)["latent"]
+    if part == "rollout":
+        actions = rng.uniform(manifest.action_low, manifest.action_high, (batch, steps, manifest.action_dim))
+        return {"latent": latent, "actions": actions.astype(np.float32)}
     actions = rng.uniform(manifest.action_low, manifest.action_high, (batch, manifest.action_dim))
     return {"latent": latent, "action": actions.astype(np.float32)}
 
 
-def check_engine(engine: Engine, manifest: Manifest, part: Part, batch: BatchRange) -> list[Comparison]:
-    """`engine` (a new TensorRT one) against ONNX Runtime on the same file at the profile's min, opt and max batch."""
+def check_engine(engine: Engine, manifest: Manifest, part: Part, batch: BatchRange,
+                 horizon: BatchRange | None = None) -> list[Comparison]:
+    """`engine` (a new TensorRT one) against ONNX Runtime on the same file at the profile's min, opt and max batch
+    (the rollout at its profile's opt horizon)."""
     from perception.engines.ort import OnnxRuntimeEngine
 
     spec: ModelFile = getattr(manifest, part)
     reference = OnnxRuntimeEngine(manifest.path_of(spec), spec)
     comparisons = []
     for size in sorted({batch.min, batch.opt, batch.max}):
-        feeds = sample_feeds(manifest, part, size)
+        feeds = sample_feeds(manifest, part, size, steps=horizon.opt if horizon is not None else 1)
         found, expected = engine.run(feeds), reference.run(feeds)
         comparisons += [compare_outputs(found[o.name], expected[o.name], manifest.precision, size)
                         for o in spec.outputs]
@@ -391,12 +404,15 @@ class EngineEntry:
 
 
 def open_engine(manifest: Manifest, part: Part, cache: EngineCache, *, batch: BatchRange | None = None,
-                rebuild: str | None = None, workspace_mb: int = DEFAULT_WORKSPACE_MB, cuda_graph: bool = False,
+                horizon: BatchRange | None = None, rebuild: str | None = None,
+                workspace_mb: int = DEFAULT_WORKSPACE_MB, cuda_graph: bool = False,
                 console: Console | None = None) -> tuple[TensorRTEngine, EngineEntry]:
     """A running engine for one part of the model, from the cache or freshly built and checked.
 
-    `batch` defaults to the encoder's fixed batch, or for the predictor to the newest cached build's range
-    (else `DEFAULT_PREDICTOR_BATCH`). `rebuild` (a reason) builds even when the cache has a usable entry. A
+    `batch` defaults to the encoder's fixed batch, or for the predictor and rollout to the newest cached build's
+    range (else `DEFAULT_PREDICTOR_BATCH`); the rollout's `horizon` to `DEFAULT_ROLLOUT_HORIZON`. The rollout
+    engine runs a whole plan's rollout (TensorRT's loop over the horizon) in one execute_async_v3.
+    `rebuild` (a reason) builds even when the cache has a usable entry. A
     cached engine TensorRT refuses to deserialize is rebuilt once, never used.
     """
     from rich.console import Console
@@ -408,8 +424,10 @@ def open_engine(manifest: Manifest, part: Part, cache: EngineCache, *, batch: Ba
     if batch is None:
         batch = (ENCODER_BATCH if part == "encoder" else
                  cache.latest_batch(spec.sha256, manifest.precision) or DEFAULT_PREDICTOR_BATCH)
+    if part == "rollout" and horizon is None:
+        horizon = DEFAULT_ROLLOUT_HORIZON
     device = current_device()
-    key = EngineKey(spec.sha256, manifest.precision, device, profile_shapes(spec, batch))
+    key = EngineKey(spec.sha256, manifest.precision, device, profile_shapes(spec, batch, horizon))
     lookup = cache.lookup(key)
     if lookup.status == "hit" and rebuild is None:
         try:
@@ -429,7 +447,7 @@ def open_engine(manifest: Manifest, part: Part, cache: EngineCache, *, batch: Ba
     build_s = time.monotonic() - started
     try:  # an engine that does not load or fails the check leaves nothing in the cache
         engine = TensorRTEngine(staged, spec, spec.file, cuda_graph=cuda_graph)
-        comparisons = check_engine(engine, manifest, part, batch)
+        comparisons = check_engine(engine, manifest, part, batch, horizon)
         if not all(c.ok for c in comparisons):
             engine.close()
             raise EngineBuildError(f"{manifest.path_of(spec)}: the {manifest.precision} engine differs from ONNX "

@@ -1,5 +1,8 @@
 """The latent-space planner: sample action sequences, roll them through the predictor, keep the best.
 
+With a rollout function (the world model's rollout model, perception/rollout.py) an iteration's whole
+rollout is one call; without one, one batched predictor call per model step.
+
 Everything inside works in normalized action units: [-1, 1] per dimension maps linearly onto the model's
 action bounds. Only `plan` results (and `warm_start`) come out in physical units.
 """
@@ -21,6 +24,8 @@ from planning.settings import PlannerSettings
 
 # (latents (N, Z), physical actions (N, A)) -> next latents (N, Z): one batched call per model step.
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (start latents (N, Z), physical action sequences (N, S, A)) -> every step's latent (N, S, Z): one call.
+RolloutFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Chosen = Literal["sampled", "warm_start", "hold_still"]
 
 
@@ -73,8 +78,10 @@ class Planner:
     """Plans towards a goal latent; settings can be swapped between plans (`update_settings`)."""
 
     def __init__(self, settings: PlannerSettings, predict: PredictFn, latent_dim: int, visual_dim: int,
-                 action_low: np.ndarray, action_high: np.ndarray, control_period_s: float) -> None:
+                 action_low: np.ndarray, action_high: np.ndarray, control_period_s: float,
+                 rollout: RolloutFn | None = None) -> None:
         self.predict = predict
+        self.rollout = rollout  # None: step `predict`
         self.latent_dim = latent_dim
         self.visual_dim = visual_dim
         self.action_low = np.asarray(action_low, dtype=np.float32)
@@ -125,6 +132,8 @@ class Planner:
         self._raw = np.zeros((n, h, a), dtype=np.float32)
         self._samples = np.zeros((n, h, a), dtype=np.float32)
         self._physical = np.zeros((h, n, a), dtype=np.float32)  # step-major: each step's actions are contiguous
+        # The rollout's input: every model step's action, each planned action held action_block steps.
+        self._sequences = np.zeros((n, h * settings.action_block, a), dtype=np.float32)
         self._latents = np.zeros((n, self.latent_dim), dtype=np.float32)
         self._costs = np.zeros(n, dtype=np.float64)
 
@@ -275,10 +284,18 @@ class Planner:
         costs.fill(0.0)
         self.cost.add_actions(self._raw, self._samples, previous, costs)
         self._latents[:] = latent
-        z = self._latents
-        for step in range(self.settings.horizon):
-            for _ in range(self.settings.action_block):  # the action held; latent costs at the block's end
-                z = self.predict(z, self._physical[step])
-            self.cost.add_step(z, goal, step, costs)
+        block = self.settings.action_block
+        if self.rollout is not None:
+            n, h, a = self._samples.shape
+            self._sequences.reshape(n, h, block, a)[:] = self._physical.transpose(1, 0, 2)[:, :, None, :]
+            latents = self.rollout(self._latents, self._sequences)
+            for step in range(h):  # latent costs at each block's end; contiguous, as a predictor step returns them
+                self.cost.add_step(np.ascontiguousarray(latents[:, (step + 1) * block - 1]), goal, step, costs)
+        else:
+            z = self._latents
+            for step in range(self.settings.horizon):
+                for _ in range(block):  # the action held; latent costs at the block's end
+                    z = self.predict(z, self._physical[step])
+                self.cost.add_step(z, goal, step, costs)
         costs[~np.isfinite(costs)] = np.inf
         return costs

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from perception.engines import Backend, create_engine
+from perception.engines import Backend, Engine, create_engine
 from perception.manifest import (
     ENCODER_IMAGE,
     ENCODER_LATENT,
@@ -15,6 +16,9 @@ from perception.manifest import (
     PREDICTOR_ACTION,
     PREDICTOR_LATENT,
     PREDICTOR_NEXT,
+    ROLLOUT_ACTIONS,
+    ROLLOUT_LATENT,
+    ROLLOUT_LATENTS,
     Manifest,
 )
 from perception.preprocess import Preprocessor
@@ -33,16 +37,21 @@ def goal_state_problem(proprio_dim: int, joints_given: int) -> str | None:
 
 
 class WorldModel:
-    """Encoder + action-conditioned predictor from one manifest, on one backend."""
+    """Encoder + action-conditioned predictor (+ its rollout model, when the manifest has one) on one backend.
+
+    `rollout_steps` (the planner's predictor steps per plan) sets a TensorRT rollout engine's horizon profile.
+    """
 
     def __init__(self, manifest: Manifest, backend: Backend = "onnxruntime", threads: int = 1,
                  undistort: Callable[[np.ndarray], np.ndarray] | None = None, *, engine_cache: Path | None = None,
-                 cuda_graph: bool = False, planner_samples: int | None = None) -> None:
+                 cuda_graph: bool = False, planner_samples: int | None = None,
+                 rollout_steps: int | None = None) -> None:
         self.manifest = manifest
-        self.encoder, self.predictor = (
-            create_engine(manifest, part, backend, threads, engine_cache=engine_cache, cuda_graph=cuda_graph,
-                          predictor_samples=planner_samples)
-            for part in ("encoder", "predictor"))
+        engine = functools.partial(create_engine, manifest, backend=backend, threads=threads,
+                                   engine_cache=engine_cache, cuda_graph=cuda_graph,
+                                   predictor_samples=planner_samples, rollout_steps=rollout_steps)
+        self.encoder, self.predictor = engine("encoder"), engine("predictor")
+        self.rollout_engine: Engine | None = engine("rollout") if manifest.rollout is not None else None
         self.backend = self.encoder.backend
         self.preprocess = Preprocessor(manifest.image, undistort=undistort)  # camera calibration, when configured
         self.latent_dim = manifest.latent_dim
@@ -86,3 +95,16 @@ class WorldModel:
     def predict(self, latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """One batched predictor step: latents (N, Z) and physical actions (N, A) -> next latents (N, Z)."""
         return self.predictor.run({PREDICTOR_LATENT: latents, PREDICTOR_ACTION: actions})[PREDICTOR_NEXT]
+
+    def rollout(self, latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Latents (N, Z) rolled under action sequences (N, S, A) -> every step's latent (N, S, Z).
+
+        One call to the rollout model when the manifest has one; else S predictor steps.
+        """
+        if self.rollout_engine is not None:
+            return self.rollout_engine.run({ROLLOUT_LATENT: latents, ROLLOUT_ACTIONS: actions})[ROLLOUT_LATENTS]
+        steps = []
+        for step in range(actions.shape[1]):
+            latents = self.predict(latents, np.ascontiguousarray(actions[:, step]))
+            steps.append(latents)
+        return np.stack(steps, axis=1)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from calibration.camera_file import read_calibration
-from perception.manifest import load_manifest, manifest_sha256
+from perception.manifest import load_manifest, model_provenance
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
 from runtime.channels import (
@@ -78,12 +78,13 @@ class ControlLoop:
         self.config = config
         security = config.link.load_security()  # first: a missing or bad key refuses the run before anything loads
         manifest = load_manifest(config.model.manifest)
-        self.model_sha256 = manifest_sha256(config.model.manifest)
+        self.model = model_provenance(manifest)  # model_id and each file's sha256, for the summary
         self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
         self.world_model = load_world_model(config, undistort=True)
         # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
-                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s)
+                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s,
+                               rollout=self.world_model.rollout)
         self.goal: GoalTarget | None = None
         start_goal = goal_from_config(config.goal, self.world_model)
         if start_goal is not None:
@@ -447,7 +448,7 @@ class ControlLoop:
         plan_ms = self.plan_ms.summary()
         counters = self.telemetry.counters
         summary |= {
-            "model_sha256": self.model_sha256,
+            **self.model,
             "backend": self.world_model.backend,
             "platform": self.platform,
             "planner": {

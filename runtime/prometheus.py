@@ -119,7 +119,7 @@ def loop_metrics(loop: ControlLoop) -> LoopMetrics:
         ],
         link_counters=loop.link.counters,
         last_plan=lambda: loop.last_plan,
-        info={"model_sha256": loop.model_sha256, "backend": loop.world_model.backend,
+        info={"model_id": loop.model["model_id"], "backend": loop.world_model.backend,
               "optimizer": loop.config.planner.optimizer},
     )
 

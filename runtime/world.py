@@ -16,4 +16,5 @@ def load_world_model(config: RunConfig, *, undistort: bool = False) -> WorldMode
                       threads=config.model.threads,
                       undistort=Undistorter.from_file(camera) if undistort and camera is not None else None,
                       engine_cache=config.model.engine_cache, cuda_graph=config.model.cuda_graph,
-                      planner_samples=config.planner.samples)
+                      planner_samples=config.planner.samples,
+                      rollout_steps=config.planner.horizon * config.planner.action_block)

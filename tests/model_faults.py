@@ -1,5 +1,6 @@
 """Models that fail the way models do, for tests: the shipped demo model with one ONNX file swapped for a tiny graph
-of the same inputs and outputs that emits NaN (the manifest's sha256 updated to match)."""
+of the same inputs and outputs that emits NaN (the manifest's sha256 updated to match; a NaN predictor gets its
+rollout model made from it)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import onnx
 from onnx import TensorProto, helper
 
 from perception.manifest import file_sha256
+from perception.rollout import write_rollout
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
-_FILES = ("manifest.json", "encoder.onnx", "predictor.onnx", "reference.pt")
+_FILES = ("manifest.json", "encoder.onnx", "predictor.onnx", "rollout.onnx", "reference.pt")
 _FLOAT = TensorProto.FLOAT
 
 
@@ -61,9 +63,10 @@ def demo_with(directory: Path, *, encoder: bool = False, predictor: bool = False
         nan_encoder_when_moving(directory / "encoder.onnx")
     if predictor:
         nan_predictor(directory / "predictor.onnx")
+        write_rollout(directory / "predictor.onnx", directory / "rollout.onnx", latent_dim=32, action_dim=2)
     manifest_path = directory / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    for part in ("encoder", "predictor"):
+    for part in ("encoder", "predictor", "rollout"):
         manifest[part]["sha256"] = file_sha256(directory / manifest[part]["file"])
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return manifest_path

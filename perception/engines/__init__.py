@@ -16,22 +16,28 @@ Backend = Literal["onnxruntime", "torch", "tensorrt", "auto"]
 __all__ = ["BACKENDS", "Backend", "Engine", "EngineError", "create_engine"]
 
 
-def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], backend: Backend = "onnxruntime",
+Part = Literal["encoder", "predictor", "rollout"]
+
+
+def create_engine(manifest: Manifest, part: Part, backend: Backend = "onnxruntime",
                   threads: int = 1, *, engine_cache: Path | None = None, cuda_graph: bool = False,
-                  predictor_samples: int | None = None) -> Engine:
-    """An engine for the manifest's encoder or predictor on `backend` with `threads` intra-op threads.
+                  predictor_samples: int | None = None, rollout_steps: int | None = None) -> Engine:
+    """An engine for the manifest's encoder, predictor or rollout model on `backend` with `threads` intra-op threads.
 
     TensorRT engines come from `engine_cache` (default: $EDGELOOP_ENGINE_CACHE, else ~/.cache/edgeloop/engines),
-    with `cuda_graph` replay their enqueue from a CUDA graph, and the predictor's batch profile is built for
-    `predictor_samples` (the planner's samples; default: the newest cached build's) (docs/tensorrt.md).
+    with `cuda_graph` replay their enqueue from a CUDA graph, and the predictor's and rollout's batch profile is
+    built for `predictor_samples` (the planner's samples; default: the newest cached build's), the rollout's
+    horizon profile for `rollout_steps` (predictor steps per plan) (docs/tensorrt.md).
 
     `auto` is TensorRT when tensorrt and a CUDA binding import, a GPU is visible and the engine builds and
     passes its check, else ONNX Runtime; the engine's `backend` says which was chosen, and a fallback is
     logged once with its reason.
     """
-    if part not in ("encoder", "predictor"):
-        raise ValueError(f"unknown model part {part!r}: expected 'encoder' or 'predictor'")
-    spec = manifest.encoder if part == "encoder" else manifest.predictor
+    if part not in ("encoder", "predictor", "rollout"):
+        raise ValueError(f"unknown model part {part!r}: expected 'encoder', 'predictor' or 'rollout'")
+    spec = getattr(manifest, part)
+    if spec is None:
+        raise ValueError(f"{manifest.root}: the manifest names no {part} model")
     if backend in ("tensorrt", "auto"):
         from perception.engines.tensorrt import tensorrt_unavailable
 
@@ -39,12 +45,20 @@ def create_engine(manifest: Manifest, part: Literal["encoder", "predictor"], bac
         if missing is None:
             from perception.engines.cuda_memory import CudaError
             from perception.engines.tensorrt import EngineLoadError
-            from perception.trt_build import EngineBuildError, EngineCache, open_engine, predictor_batch
+            from perception.trt_build import (
+                EngineBuildError,
+                EngineCache,
+                open_engine,
+                predictor_batch,
+                rollout_horizon,
+            )
 
             cache = EngineCache(engine_cache) if engine_cache is not None else EngineCache.default()
-            batch = predictor_batch(predictor_samples) if part == "predictor" and predictor_samples else None
+            batch = predictor_batch(predictor_samples) if part != "encoder" and predictor_samples else None
+            horizon = rollout_horizon(rollout_steps) if part == "rollout" and rollout_steps else None
             try:
-                engine, _entry = open_engine(manifest, part, cache, batch=batch, cuda_graph=cuda_graph)
+                engine, _entry = open_engine(manifest, part, cache, batch=batch, horizon=horizon,
+                                             cuda_graph=cuda_graph)
                 return engine
             except (EngineBuildError, EngineLoadError, CudaError) as exc:
                 if backend == "tensorrt":

@@ -3,9 +3,10 @@
 A worker thread per engine opens the device memory (making the device's primary context current there),
 deserializes the engine, creates its single execution context, allocates pinned host and device buffers for
 the profile's largest batch and points the context's tensors at them once. Each `run` hands the feeds to
-that thread, which copies them in, sets the batch's input shapes (only when the batch changes), enqueues
-`execute_async_v3` on its non-default stream, copies the outputs back and waits for the stream. With
-`cuda_graph`, the enqueue of each batch size is captured once into a CUDA graph and replayed after that.
+that thread, which copies them in, sets the input shapes (only when they change: the batch, and the rollout
+model's horizon), enqueues `execute_async_v3` on its non-default stream, copies the outputs back and waits
+for the stream. With `cuda_graph`, the enqueue of each set of shapes is captured once into a CUDA graph and
+replayed after that. The rollout model's whole horizon is one enqueue (TensorRT runs its loop on the GPU).
 
 Engines come from `perception.trt_build` (build, cache, check against ONNX Runtime); this module only runs
 them, and imports tensorrt and the CUDA binding inside the worker so it imports on any machine.
@@ -101,9 +102,9 @@ class _Session:
         self._trt: list[Any] = []  # runtime, engine, context: released in reverse order
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
-        self._batch = -1
+        self._shapes: tuple[tuple[int, ...], ...] = ()  # the input shapes set in the context
         self._output_shapes: dict[str, tuple[int, ...]] = {}
-        self._graphs: dict[int, object] = {}  # per batch; only the current batch's is ever kept
+        self._graphs: dict[tuple[tuple[int, ...], ...], object] = {}  # per input shapes; only the current kept
 
     def open(self, engine_bytes: bytes) -> dict[str, tuple[int, int]]:
         import tensorrt as trt
@@ -151,14 +152,14 @@ class _Session:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         memory, context = self._memory, self._trt[2]
-        batch = next(iter(feeds.values())).shape[0]
-        if batch != self._batch:  # input shapes persist in the context; set them only when the batch changes
+        shapes = tuple(feeds[spec.name].shape for spec in self._spec.inputs)
+        if shapes != self._shapes:  # input shapes persist in the context; set them only when they change
             for spec in self._spec.inputs:
                 if not context.set_input_shape(spec.name, feeds[spec.name].shape):
                     raise EngineError(f"{self._name} (tensorrt): shape {feeds[spec.name].shape} of input "
                                       f"'{spec.name}' is outside the engine's profile")
             self._output_shapes = {spec.name: tuple(context.get_tensor_shape(spec.name)) for spec in self._spec.outputs}
-            self._batch = batch
+            self._shapes = shapes
             # A graph holds the shapes it was captured with; after a shape change it must be captured anew.
             self._graphs.clear()
         for spec in self._spec.inputs:
@@ -167,9 +168,9 @@ class _Session:
             np.copyto(staged, array)
             memory.htod(self._device[spec.name], staged)
         if self._cuda_graph:
-            graph = self._graphs.get(batch)
+            graph = self._graphs.get(shapes)
             if graph is None:
-                graph = self._graphs[batch] = self._capture()
+                graph = self._graphs[shapes] = self._capture()
             memory.launch(graph)
         else:
             self._execute()

@@ -17,17 +17,18 @@ from perception.manifest import ModelFile
 class TorchReferenceEngine(Engine):
     backend = "torch"
 
-    def __init__(self, weights: str | Path, part: Literal["encoder", "predictor"], spec: ModelFile,
+    def __init__(self, weights: str | Path, part: Literal["encoder", "predictor", "rollout"], spec: ModelFile,
                  threads: int = 1) -> None:
         import torch
 
-        from perception.nets import load_reference
+        from perception.nets import Rollout, load_reference
 
         super().__init__(f"{Path(weights).name}:{part}", spec.inputs, spec.outputs)
         self._torch = torch
         torch.set_num_threads(threads)
         _config, encoder, predictor = load_reference(weights)
-        self.module = encoder if part == "encoder" else predictor
+        # The rollout steps the predictor in torch, inside this one call.
+        self.module = {"encoder": encoder, "predictor": predictor, "rollout": Rollout(predictor)}[part]
         self._argument_order = [s.name for s in spec.inputs]
         self._output_name = spec.outputs[0].name
 

@@ -15,7 +15,7 @@ from runtime.cli.engine import build_engine, convert_fp16
 from runtime.cli.export import export_app
 from runtime.cli.goal import goal_capture, goal_from_recording, goal_send
 from runtime.cli.keys import keys_generate
-from runtime.cli.model import goals, record, train
+from runtime.cli.model import export, goals, record, train
 from runtime.cli.quantize import quantize
 from runtime.cli.run import demo, run
 from runtime.cli.task import eval_app, task_app
@@ -41,6 +41,7 @@ app.add_typer(controller_app, name="controller")
 app.command("record")(record)
 app.command("train")(train)
 app.command("goals")(goals)
+app.command("export")(export)
 
 goal_app = typer.Typer(help="Goal images and run-time goal switching (docs/goals.md).", no_args_is_help=True)
 goal_app.command("capture")(goal_capture)

@@ -36,7 +36,14 @@ def build_engine(
     from perception.engines.base import EngineError
     from perception.engines.tensorrt import tensorrt_unavailable
     from perception.manifest import ManifestError, load_manifest
-    from perception.trt_build import ENCODER_BATCH, EngineBuildError, EngineCache, open_engine, predictor_batch
+    from perception.trt_build import (
+        ENCODER_BATCH,
+        EngineBuildError,
+        EngineCache,
+        open_engine,
+        predictor_batch,
+        rollout_horizon,
+    )
     from planning.settings import PlannerSettings
     from runtime.config import ConfigError, load_config
 
@@ -48,8 +55,9 @@ def build_engine(
                    "(an engine runs only on the GPU and TensorRT version that built it; docs/tensorrt.md)")
     try:
         model = load_manifest(manifest)
-        if samples is None:
-            samples = load_config(config).planner.samples if config is not None else PlannerSettings().samples
+        planner = load_config(config).planner if config is not None else PlannerSettings()
+        samples = planner.samples if samples is None else samples
+        horizon = rollout_horizon(planner.horizon * planner.action_block)
         if max_batch is not None and max_batch < samples:
             raise fail(f"--max-batch {max_batch} is below the planner's {samples} samples")
         store = EngineCache(cache) if cache is not None else EngineCache.default()
@@ -57,11 +65,13 @@ def build_engine(
         table = Table(title=f"TensorRT engines for {model.name} ({model.precision}) in {store.root}")
         for column in ("part", "batch min/opt/max", "engine", "source", "worst check vs ONNX Runtime"):
             table.add_column(column)
-        parts: list[tuple[Literal["encoder", "predictor"], BatchRange]] = [
+        parts: list[tuple[Literal["encoder", "predictor", "rollout"], BatchRange]] = [
             ("encoder", ENCODER_BATCH), ("predictor", predictor_batch(samples, max_batch))]
+        if model.rollout is not None:  # its horizon profile: the config's predictor steps per plan
+            parts.append(("rollout", predictor_batch(samples, max_batch)))
         for part, batch in parts:
-            engine, entry = open_engine(model, part, store, batch=batch, workspace_mb=workspace_mb, console=console,
-                                        rebuild="--force given" if force else None)
+            engine, entry = open_engine(model, part, store, batch=batch, horizon=horizon, workspace_mb=workspace_mb,
+                                        console=console, rebuild="--force given" if force else None)
             engine.close()
             checks = entry.metadata.get("check", [])
             worst = (f"max error {max(c['max_error'] for c in checks):.1e}, "

@@ -98,3 +98,19 @@ def goals(
     from runtime.sim.explore import make_goal_set
 
     typer.echo(str(make_goal_set(out, count=count, seed=seed)))
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="Model directory (or its manifest.json) with reference.pt.")],
+    out: Annotated[Path | None, typer.Option(help="Directory for the exported model (default: MODEL itself).")]
+    = None,
+) -> None:
+    """Export a model's ONNX files and manifest again from its reference weights, without training."""
+    from perception.export import ExportError, reexport
+    from perception.manifest import ManifestError, load_manifest, model_id
+
+    try:
+        path = reexport(model, out)
+    except (ExportError, ManifestError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"wrote {path} (model_id {model_id(load_manifest(path))[:12]})")

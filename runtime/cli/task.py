@@ -117,7 +117,7 @@ def evaluate(
         return
     world = "the simulator (--oracle) in the latent of model" if oracle else "model"
     typer.echo(f"{task} k={result['k']} budget {result['budget']} steps, {result['goals']} goals, {world} "
-               f"{result['model_sha256'][:12]} on {result['backend']}")
+               f"{result['model_id'][:12]} on {result['backend']}")
     for name, entry in result["planners"].items():
         low, high = entry["success_interval_95"]
         nodes = f"  on {len(entry['nodes'])} Ray node(s)" if entry["nodes"] else ""

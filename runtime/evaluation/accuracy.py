@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.manifest import ENCODER_IMAGE, ENCODER_PROPRIO, load_manifest, manifest_sha256
+from perception.manifest import ENCODER_IMAGE, ENCODER_PROPRIO, load_manifest, model_provenance
 from planning.settings import PlannerSettings
 from planning.world_model import WorldModel
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for
@@ -53,8 +53,8 @@ def accuracy_report(fp32_manifest: Path, int8_manifest: Path, settings: PlannerS
     cosine = np.sum(z32 * z8, axis=1) / (np.linalg.norm(z32, axis=1) * np.linalg.norm(z8, axis=1))
 
     report: dict[str, Any] = {
-        "fp32_sha256": manifest_sha256(fp32_manifest),
-        "int8_sha256": manifest_sha256(int8_manifest),
+        "fp32_model": model_provenance(fp32.manifest),
+        "int8_model": model_provenance(int8.manifest),
         "calibration_sha256": int8.manifest.calibration_sha256,
         "held_out_frames": len(frames),
         "latent_cosine_mean": float(cosine.mean()),
@@ -172,9 +172,10 @@ def write_report(report: dict[str, Any], directory: Path, command: str) -> tuple
     ]
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     table = "\n".join([lines[0], "|---|---|---|---|", *lines[1:]])
+    int8_id, fp32_id = report["int8_model"]["model_id"][:12], report["fp32_model"]["model_id"][:12]
     md_path.write_text(f"""# INT8 accuracy report
 
-INT8 model `{report['int8_sha256'][:12]}` against its FP32 parent `{report['fp32_sha256'][:12]}`, calibration set
+INT8 model `{int8_id}` against its FP32 parent `{fp32_id}` (model ids), calibration set
 `{str(report['calibration_sha256'])[:12]}`; {report['held_out_frames']} held-out frames (the parent's goal images,
 seen by neither training nor calibration). Measured by:
 

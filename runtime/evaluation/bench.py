@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from calibration.undistort import Undistorter
-from perception.manifest import load_manifest, manifest_sha256
+from perception.manifest import load_manifest, model_provenance
 from runtime.config import RunConfig
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for, policy_for
 from runtime.evaluation.efficiency import (
@@ -77,7 +77,7 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int, *,
         camera_frame = rng.integers(0, 256, (undistort.size[1], undistort.size[0], 3), dtype=np.uint8)
         undistort_ms = float(np.median(timed_ms(partial(undistort, camera_frame), repeats)))
     return {
-        "model_sha256": manifest_sha256(config.model.manifest),
+        **model_provenance(manifest),
         "samples": n,
         "horizon": config.planner.horizon,
         "iterations": config.planner.iterations,
@@ -112,7 +112,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
             entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
     floor = _efficiency_against_floor(config, results)
     return {
-        "model_sha256": manifest_sha256(config.model.manifest),
+        **model_provenance(manifest),
         "samples": config.planner.samples,
         "horizon": config.planner.horizon,
         "iterations": config.planner.iterations,

@@ -117,7 +117,7 @@ def run_facts(summary: dict[str, Any]) -> dict[str, Any]:
     """What a demo or soak report carries from the run's summary.json."""
     return {"loop_hz": summary["loop_hz"], "tick_ms": summary["tick_ms"],
             "plan_ms_p50": summary["planner"]["plan_ms_p50"], "counters": summary["counters"],
-            "backend": summary["backend"], "model_sha256": summary["model_sha256"], "run_dir": summary["run_dir"]}
+            "backend": summary["backend"], "model_id": summary["model_id"], "run_dir": summary["run_dir"]}
 
 
 def run_demo(config_path: Path, goal_count: int, overrides: list[str], tolerance_m: float = 0.05,

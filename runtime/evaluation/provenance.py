@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perception.manifest import load_manifest, manifest_sha256
+from perception.manifest import MANIFEST_FILE, MODEL_PARTS, file_sha256, load_manifest, model_id
 from runtime import platform_info
 from runtime.config import RunConfig
 
@@ -56,13 +56,13 @@ def git_state() -> dict[str, Any]:
 
 
 def model_files(manifest_path: str | Path) -> dict[str, Any]:
-    """The manifest's own sha256 and every model file it names, each with its sha256 as the manifest pins it
-    (load_manifest verifies the bytes)."""
+    """The model's identity (perception/manifest.py model_id) and every model file it names with its sha256 as
+    the manifest pins it (load_manifest verifies the bytes), plus the manifest file's own sha256."""
     manifest = load_manifest(manifest_path)
     files = {part: {"file": entry.file, "sha256": entry.sha256}
-             for part, entry in (("encoder", manifest.encoder), ("predictor", manifest.predictor),
-                                 ("reference", manifest.reference)) if entry is not None}
-    return {"manifest": str(manifest_path), "manifest_sha256": manifest_sha256(manifest_path),
+             for part in MODEL_PARTS if (entry := getattr(manifest, part)) is not None}
+    manifest_file = manifest.root / MANIFEST_FILE
+    return {"id": model_id(manifest), "manifest": str(manifest_path), "manifest_sha256": file_sha256(manifest_file),
             "name": manifest.name, "precision": manifest.precision, "task": manifest.task, "files": files}
 
 

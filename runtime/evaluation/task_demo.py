@@ -93,7 +93,7 @@ def run_task_demo(goal_set: GoalSet, config_path: Path, overrides: list[str], go
     return {"task": goal_set.task, "k": goal_set.k, "goals": outcomes, "success_rate": successes / len(outcomes),
             "success_interval_95": list(wilson_interval(successes, len(outcomes))), "loop_hz": summary["loop_hz"],
             "tick_ms": summary["tick_ms"], "plan_ms_p50": summary["planner"]["plan_ms_p50"],
-            "counters": summary["counters"], "model_sha256": summary["model_sha256"], "run_dir": summary["run_dir"]}
+            "counters": summary["counters"], "model_id": summary["model_id"], "run_dir": summary["run_dir"]}
 
 
 def _image_side(manifest_path: Path) -> int:

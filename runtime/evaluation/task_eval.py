@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from perception.manifest import Manifest, load_manifest, manifest_sha256
+from perception.manifest import Manifest, load_manifest, model_provenance
 from planning.planner import Planner
 from planning.world_model import WorldModel
 from runtime.config import RunConfig
@@ -210,7 +210,7 @@ def evaluate_task(config: RunConfig, goal_set: GoalSet, planners: list[str], *, 
     return {
         "task": goal_set.task, "scene": goal_set.scene, "k": goal_set.k, "budget": goal_set.budget,
         "goal_set_seed": goal_set.seed, "goals": len(chosen),
-        "model_sha256": manifest_sha256(config.model.manifest), "backend": config.model.backend,
+        **model_provenance(load_manifest(config.model.manifest, verify=False)), "backend": config.model.backend,
         "world_model": "oracle (the simulator, in the model's latent space)" if oracle else "model",
         "planner_settings": {"samples": config.planner.samples, "horizon": config.planner.horizon,
                              "iterations": config.planner.iterations, "action_block": config.planner.action_block},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo"
-MODEL_FILES = ("manifest.json", "encoder.onnx", "predictor.onnx", "reference.pt")
+MODEL_FILES = ("manifest.json", "encoder.onnx", "predictor.onnx", "rollout.onnx", "reference.pt")
 
 
 @pytest.fixture(scope="session")

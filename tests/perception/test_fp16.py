@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from perception.engines import create_engine
 from perception.fp16 import FP16_TOLERANCE, Fp16Error, convert_to_fp16
-from perception.manifest import Manifest, load_manifest, manifest_sha256
+from perception.manifest import Manifest, load_manifest, model_id
 from perception.trt_build import sample_feeds
 from runtime.cli.app import app
 
@@ -27,13 +27,28 @@ def fp16_model(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ma
 def test_the_fp16_manifest_verifies_and_names_its_parent(fp16_model: Manifest, demo_model: Path) -> None:
     parent = load_manifest(demo_model)
     assert fp16_model.precision == "fp16"
-    assert fp16_model.parent_sha256 == manifest_sha256(demo_model)
+    assert fp16_model.parent_sha256 == model_id(load_manifest(demo_model))
     assert fp16_model.reference is None and fp16_model.calibration_sha256 is None
     assert (fp16_model.encoder.file, fp16_model.predictor.file) == ("encoder.fp16.onnx", "predictor.fp16.onnx")
     # Same contract: the runtime feeds an FP16 model float32 tensors exactly as it feeds the FP32 one.
     assert fp16_model.encoder.inputs == parent.encoder.inputs
     assert fp16_model.predictor.outputs == parent.predictor.outputs
     assert {s.dtype for s in [*fp16_model.encoder.inputs, *fp16_model.predictor.outputs]} == {"float32"}
+
+
+def test_the_fp16_rollout_model_is_made_from_the_fp16_predictor_and_equals_stepping_it(fp16_model: Manifest) -> None:
+    from planning.world_model import WorldModel
+
+    assert fp16_model.rollout is not None and fp16_model.rollout.file == "rollout.fp16.onnx"
+    model = WorldModel(fp16_model)
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((16, fp16_model.latent_dim), dtype=np.float32)
+    actions = rng.uniform(-2, 2, (16, 5, fp16_model.action_dim)).astype(np.float32)
+    expected, z = [], latent
+    for t in range(5):
+        z = model.predict(z, np.ascontiguousarray(actions[:, t]))
+        expected.append(z)
+    np.testing.assert_allclose(model.rollout(latent, actions), np.stack(expected, axis=1), atol=1e-5, rtol=0)
 
 
 def test_the_weights_are_float16(fp16_model: Manifest) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from perception.manifest import Manifest, ManifestError, load_manifest, manifest_sha256
+from perception.manifest import Manifest, ManifestError, canonical_json, identity_fields, load_manifest, model_id
 
 
 def edit_manifest(directory: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -41,10 +41,37 @@ def test_round_trip_through_json_keeps_every_field(model_copy: Path, tmp_path: P
     assert reloaded == manifest
 
 
-def test_manifest_sha256_is_the_hash_of_manifest_json(model_copy: Path) -> None:
-    path = model_copy / "manifest.json"
-    assert manifest_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert manifest_sha256(model_copy) == manifest_sha256(path)
+def test_model_id_is_the_documented_hash_of_the_contract_and_file_hashes(model_copy: Path) -> None:
+    manifest = load_manifest(model_copy)
+    fields = identity_fields(manifest)
+    assert model_id(manifest) == hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+    assert fields["encoder"]["sha256"] == manifest.encoder.sha256 and "file" not in fields["encoder"]
+    assert not {"created", "name", "training", "parent_sha256", "calibration_sha256", "root"} & fields.keys()
+
+
+@pytest.mark.parametrize("change", [
+    lambda data: data.update(created="2030-01-01T00:00:00+00:00"),
+    lambda data: data.update(name="renamed"),
+    lambda data: data["training"].update(metrics={}, export_max_abs_error={"encoder": 1.0}),
+    lambda data: data.update(parent_sha256="f" * 64, calibration_sha256="e" * 64),
+], ids=["created", "name", "training", "provenance hashes"])
+def test_model_id_ignores_when_and_how_a_model_was_made(model_copy: Path, change: Callable[[dict[str, Any]], None]) \
+        -> None:
+    before = model_id(load_manifest(model_copy))
+    assert model_id(load_manifest(edit_manifest(model_copy, change))) == before
+
+
+@pytest.mark.parametrize("change", [
+    lambda data: data.update(action_high=[1.5, 2.0]),
+    lambda data: data.update(control_period_s=0.1),
+    lambda data: data["image"].update(std=[0.1, 0.1, 0.1]),
+    lambda data: data.update(precision="int8"),
+    lambda data: data["encoder"].update(sha256="0" * 64),
+], ids=["bounds", "control period", "normalization", "precision", "a file's sha256"])
+def test_model_id_changes_with_anything_that_changes_behaviour(model_copy: Path,
+                                                               change: Callable[[dict[str, Any]], None]) -> None:
+    before = model_id(load_manifest(model_copy))
+    assert model_id(load_manifest(edit_manifest(model_copy, change), verify=False)) != before
 
 
 def test_missing_file_is_refused_naming_it(model_copy: Path) -> None:

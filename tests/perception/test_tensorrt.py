@@ -27,8 +27,11 @@ from perception.trt_build import (
     EngineCache,
     Part,
     check_engine,
+    compare_outputs,
     open_engine,
     predictor_batch,
+    profile_shapes,
+    rollout_horizon,
     sample_feeds,
 )
 from planning.world_model import WorldModel
@@ -149,6 +152,14 @@ def test_check_inputs_are_real_frames_and_their_latents(manifest: Manifest) -> N
     assert np.all(predictor["action"] >= manifest.action_low) and np.all(predictor["action"] <= manifest.action_high)
 
 
+def test_the_rollout_profile_spans_the_batch_and_the_horizon(manifest: Manifest) -> None:
+    assert manifest.rollout is not None
+    profile = profile_shapes(manifest.rollout, predictor_batch(32), rollout_horizon(5))
+    assert profile == {"latent": ((1, 32), (32, 32), (64, 32)), "actions": ((1, 1, 2), (32, 5, 2), (64, 10, 2))}
+    feeds = sample_feeds(manifest, "rollout", 3, steps=4)
+    assert feeds["actions"].shape == (3, 4, 2) and feeds["latent"].shape == (3, manifest.latent_dim)
+
+
 # -- GPU machine -------------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -248,3 +259,34 @@ def test_the_world_model_runs_on_tensorrt(manifest: Manifest, cache: EngineCache
     latents = np.repeat(latent[None], 256, axis=0)
     actions = np.zeros((256, manifest.action_dim), dtype=np.float32)
     assert model.predict(latents, actions).shape == (256, manifest.latent_dim)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_the_rollout_engine_runs_a_whole_horizon_in_one_call_and_equals_stepping(
+        manifest: Manifest, cache: EngineCache, engines_closed: list[TensorRTEngine], cuda_graph: bool) -> None:
+    horizon = rollout_horizon(5)
+    rollout, entry = open_engine(manifest, "rollout", cache, batch=predictor_batch(32), horizon=horizon,
+                                 cuda_graph=cuda_graph)
+    step, _ = open_engine(manifest, "predictor", cache, batch=predictor_batch(32))
+    engines_closed += [rollout, step]
+    assert entry.key.profile["actions"] == ((1, 1, 2), (32, 5, 2), (64, 10, 2))  # batch and horizon profiles
+    for batch, steps in ((32, 5), (32, 5), (7, 10), (32, 1)):  # capture, replay, other shapes
+        feeds = sample_feeds(manifest, "rollout", batch, seed=steps, steps=steps)
+        found = rollout.run(feeds)["latents"]
+        z, expected = feeds["latent"], []
+        for t in range(steps):
+            z = step.run({"latent": z, "action": np.ascontiguousarray(feeds["actions"][:, t])})["next_latent"]
+            expected.append(z)
+        assert found.shape == (batch, steps, manifest.latent_dim)
+        assert compare_outputs(found, np.stack(expected, axis=1), "fp32", batch).ok
+
+
+@pytest.mark.gpu
+def test_the_world_model_rolls_out_on_tensorrt_as_on_onnx_runtime(manifest: Manifest, cache: EngineCache) -> None:
+    model, reference = WorldModel(manifest, backend="tensorrt", rollout_steps=5), WorldModel(manifest)
+    assert model.rollout_engine is not None and model.rollout_engine.backend == "tensorrt"
+    feeds = sample_feeds(manifest, "rollout", 256, steps=5)
+    found, expected = model.rollout(feeds["latent"], feeds["actions"]), reference.rollout(feeds["latent"],
+                                                                                           feeds["actions"])
+    assert compare_outputs(found, expected, "fp32", 256).ok

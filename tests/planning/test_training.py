@@ -68,7 +68,7 @@ def test_export_writes_a_manifest_that_verifies(trained: TrainResult, tmp_path: 
     path = export_world_model(trained.encoder, trained.predictor, tmp_path, trained.config, interface)
     manifest = load_manifest(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.onnx", "manifest.json", "predictor.onnx",
-                                                         "reference.pt"]
+                                                         "reference.pt", "rollout.onnx"]
     assert manifest.latent_dim == 16 and manifest.visual_dim == 8
     assert max(manifest.training["export_max_abs_error"].values()) <= 1e-4
     latent = np.zeros((3, manifest.latent_dim), dtype=np.float32)

@@ -95,11 +95,12 @@ def test_closed_loop_sends_commands_and_writes_summary(controller: SimController
     assert controller.stop()["commands_applied"] > 0
 
     written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
-    assert {"loop_hz", "tick_ms", "stages", "counters", "model_sha256", "config"} <= written.keys()
+    assert {"loop_hz", "tick_ms", "stages", "counters", "model_id", "model_files", "config"} <= written.keys()
     assert set(written["tick_ms"]) == {"p50", "p95", "p99", "max"}
     assert {"source", "state", "encode", "plan", "send"} <= written["stages"].keys()
     assert {"frames", "drops", "deadline_misses", "commands", "stops", "bad_messages"} <= written["counters"].keys()
-    assert len(written["model_sha256"]) == 64
+    assert len(written["model_id"]) == 64
+    assert set(written["model_files"]) == {"encoder", "predictor", "rollout", "reference"}
     assert written["config"]["planner"]["samples"] == 256
     assert load_config(Path(summary["run_dir"]) / "config.yaml") == loop.config
 

@@ -120,7 +120,7 @@ def test_a_running_loop_is_scraped_while_it_ticks(tmp_path: Path) -> None:
     assert second["edgeloop_plan_seconds_count"] == second["edgeloop_plans_total"]
     assert second["edgeloop_planner_last_iterations"] == config.planner.iterations
     assert second["edgeloop_planner_last_seconds"] > 0
-    info = f"edgeloop_run_info{{backend=onnxruntime,model_sha256={summary['model_sha256']},optimizer=" \
+    info = f"edgeloop_run_info{{backend=onnxruntime,model_id={summary['model_id']},optimizer=" \
            f"{config.planner.optimizer}}}"
     assert second[info] == 1
     assert summary["counters"]["ticks"] >= second["edgeloop_ticks_total"]

@@ -31,7 +31,7 @@ def _edited(config: RunConfig, *overrides: str) -> RunConfig:
 
 
 class PredictBatches:
-    """Wraps the world model's real predictor and notes the batch size of every call."""
+    """Wraps the world model's real rollout (one call per planner iteration) and notes the batch of every call."""
 
     def __init__(self, predict: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         self.predict = predict
@@ -54,8 +54,9 @@ def test_planner_edits_apply_and_bad_edits_are_refused(tmp_path: Path, wait_unti
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     controller = SimControllerThread()
     loop, config_file, config = _watching_loop(controller, tmp_path)
-    batches = PredictBatches(loop.planner.predict)
-    loop.planner.predict = batches
+    assert loop.planner.rollout is not None  # the demo model has a rollout model
+    batches = PredictBatches(loop.planner.rollout)
+    loop.planner.rollout = batches
     runner = threading.Thread(target=loop.run, kwargs={"duration_s": 60.0}, daemon=True)
     runner.start()
     counters = loop.telemetry.counters

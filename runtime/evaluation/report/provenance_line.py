@@ -13,11 +13,9 @@ class ReportError(ValueError):
 
 
 def model_identity(result: dict[str, Any]) -> str:
-    """The model a result measured: its behaviour-defining identity where recorded, else the manifest's sha256."""
+    """The model a result measured: its identity (what determines behaviour, docs/model-manifest.md)."""
     model = result["provenance"]["model"]
-    if model is None:
-        return "none"
-    return str(model.get("id") or model["manifest_sha256"])
+    return "none" if model is None else str(model["id"])
 
 
 def machine_identity(result: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ def test_tables_and_values_come_from_the_stored_numbers(tmp_path: Path, results:
     # The provenance line names the command, the model and the commit of the run.
     line = next(line for line in page.splitlines() if line.startswith("<sub>"))
     assert stored["provenance"]["command"] in line
-    assert stored["provenance"]["model"]["manifest_sha256"][:12] in line
+    assert stored["provenance"]["model"]["id"][:12] in line
     assert stored["provenance"]["git"]["commit"][:10] in line
 
 

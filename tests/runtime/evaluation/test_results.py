@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from perception.manifest import file_sha256, load_manifest
+from perception.manifest import file_sha256, load_manifest, model_id
 from runtime import platform_info
 from runtime.cli.app import app
 from runtime.evaluation.results import ResultError, read_result
@@ -35,6 +35,7 @@ def test_a_bench_result_names_its_model_files_config_machine_commit_and_command(
     found = result["provenance"]
     manifest = load_manifest("models/demo/manifest.json")
     assert found["model"]["manifest_sha256"] == file_sha256("models/demo/manifest.json")
+    assert found["model"]["id"] == model_id(manifest)
     assert found["model"]["files"]["encoder"]["sha256"] == manifest.encoder.sha256 == file_sha256(
         "models/demo/encoder.onnx")
     assert found["model"]["files"]["predictor"]["sha256"] == manifest.predictor.sha256

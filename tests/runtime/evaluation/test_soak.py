@@ -36,7 +36,7 @@ def test_a_short_soak_reports_memory_and_tick_drift(tmp_path: Path) -> None:
     # Each window holds about its share of the run's ticks (30 Hz), and together no more than all of them.
     ticks = report["counters"]["ticks"]
     assert 0 < report["ticks_first_window"] < ticks / 2 and 0 < report["ticks_last_window"] < ticks / 2
-    assert report["counters"]["commands"] > 0 and len(report["model_sha256"]) == 64
+    assert report["counters"]["commands"] > 0 and len(report["model_id"]) == 64
     assert "RSS" in result.stderr and "goals reached" in result.stderr  # progress as it runs
     assert "MB/h" in result.stdout and "tick p99" in result.stdout
 
