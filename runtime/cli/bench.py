@@ -53,10 +53,10 @@ def bench_model(
     table = Table(title=f"median ms, {result['samples']} samples x {result['horizon']} steps x "
                         f"{result['iterations']} iterations, {result['threads']} thread(s)")
     table.add_column("backend")
-    for column in ("preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms"):
+    for column in (*MODEL_STAGES, "planner's share"):
         table.add_column(column, justify="right")
     for name, row in result["backends"].items():
-        table.add_row(name, *(f"{value:.3f}" for value in row.values()))
+        table.add_row(name, *(f"{row[stage]:.3f}" for stage in MODEL_STAGES), f"{row['planner_overhead']:.0%}")
     Console().print(table)
     if result["undistort_ms"] is not None:
         typer.echo(f"undistort (calibration.camera, per frame): {result['undistort_ms']:.3f} ms")

@@ -36,14 +36,16 @@ def timed_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> np.ndar
     return times * 1000.0
 
 
-MODEL_STAGES = ("preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms")
+MODEL_STAGES = ("preprocess_ms", "encode_ms", "predict_batch_ms", "rollout_ms", "plan_ms")
 
 
 def bench_model(config: RunConfig, backends: list[str], repeats: int, *,
                 samples_ms: dict[str, dict[str, np.ndarray]] | None = None,
                 on_measured: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, and one whole plan per backend;
-    with `calibration.camera` set, also the undistortion of one frame at the calibrated size. Every call's ms
+    """Median ms of preprocess, encode (batch 1), one predictor step at batch N, one rollout of the plan's steps
+    at batch N (one call to the rollout model, or the steps) and one whole plan per backend; the planner's own
+    share of a plan (`planner_overhead`: the plan less its iterations' rollouts, as a fraction); with
+    `calibration.camera` set, also the undistortion of one frame at the calibrated size. Every call's ms
     go into `samples_ms[backend][stage]` when it is given; `on_measured` follows each stage measured."""
     manifest = load_manifest(config.model.manifest)
     rng = np.random.default_rng(0)
@@ -56,18 +58,25 @@ def bench_model(config: RunConfig, backends: list[str], repeats: int, *,
         model = load_world_model(config.model_copy(update={"model": on_backend}))
         latents = np.repeat(model.encode(frame, proprio)[None], n, axis=0)
         actions = rng.uniform(model.action_low, model.action_high, (n, manifest.action_dim)).astype(np.float32)
+        steps = config.planner.horizon * config.planner.action_block
+        sequences = rng.uniform(model.action_low, model.action_high,
+                                (n, steps, manifest.action_dim)).astype(np.float32)
         planner = planner_for(config.planner, model)
         planner.set_goal(model.encode_goal_image(frame))
         start_latent = model.encode(frame, proprio)
         calls: tuple[Callable[[], object], ...] = (
             partial(model.preprocess, frame), partial(model.encode, frame, proprio),
-            partial(model.predict, latents, actions), partial(planner.plan, start_latent))
+            partial(model.predict, latents, actions), partial(model.rollout, latents, sequences),
+            partial(planner.plan, start_latent))
         times: dict[str, np.ndarray] = {}
         for stage, call in zip(MODEL_STAGES, calls, strict=True):
             times[stage] = timed_ms(call, max(10, repeats // 5) if stage == "plan_ms" else repeats)
             if on_measured is not None:
                 on_measured()
         results[backend] = {stage: float(np.median(ms)) for stage, ms in times.items()}
+        row = results[backend]
+        row["planner_overhead"] = 1.0 - config.planner.iterations * row["rollout_ms"] / row["plan_ms"]
+        row["rollout_model"] = model.rollout_engine is not None
         if samples_ms is not None:
             samples_ms[backend] = times
     undistort_ms = None

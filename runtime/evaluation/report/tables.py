@@ -89,14 +89,16 @@ def paired_table(named: dict[str, dict[str, Any]]) -> Rows:
 
 def bench_model_table(named: dict[str, dict[str, Any]]) -> Rows:
     """Median ms per stage per backend (`edgeloop bench model`)."""
-    header = ["run", "backend", "preprocess", "encode (batch 1)", "predictor (batch N)", "plan", "samples × horizon × "
-              "iterations"]
+    header = ["run", "backend", "preprocess", "encode (batch 1)", "predictor (batch N)", "rollout of the plan's steps",
+              "plan", "planner's own share", "samples × horizon × iterations"]
     rows = []
     for name, result in named.items():
         _expect(result, name, "bench-model")
         shape = f"{result['samples']} × {result['horizon']} × {result['iterations']}"
         rows += [[name, backend, f"{row['preprocess_ms']:.3f}", f"{row['encode_ms']:.3f}",
-                  f"{row['predict_batch_ms']:.3f}", _ms(row["plan_ms"]), shape]
+                  f"{row['predict_batch_ms']:.3f}",
+                  f"{row['rollout_ms']:.3f} ({'one call' if row['rollout_model'] else 'steps'})",
+                  _ms(row["plan_ms"]), _percent(row["planner_overhead"]), shape]
                  for backend, row in result["backends"].items()]
     return header, rows
 

@@ -16,7 +16,7 @@ from perception.manifest import load_manifest
 from planning.world_model import WorldModel
 from runtime.cli.app import app
 from runtime.config import load_config
-from runtime.evaluation.bench import bench_model, bench_planner, sweep_planner
+from runtime.evaluation.bench import MODEL_STAGES, bench_model, bench_planner, sweep_planner
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for
 
 pytest.importorskip("mujoco")
@@ -32,11 +32,17 @@ def test_bench_model_times_every_stage_on_each_backend(tmp_path: Path) -> None:
     assert result["undistort_ms"] > 0
     assert set(result["backends"]) == {"onnxruntime", "torch"}
     assert (result["samples"], result["horizon"], result["iterations"]) == (64, 5, 2)
-    for row in result["backends"].values():
-        assert set(row) == {"preprocess_ms", "encode_ms", "predict_batch_ms", "plan_ms"}
-        assert all(value > 0 for value in row.values())
-        # A plan is horizon x iterations predictor calls, so it cannot be quicker than one of them.
-        assert row["plan_ms"] > row["predict_batch_ms"]
+    for backend, row in result["backends"].items():
+        assert set(row) == {*MODEL_STAGES, "planner_overhead", "rollout_model"}
+        assert all(row[stage] > 0 for stage in MODEL_STAGES)
+        # Both backends run the shipped rollout model in one call per iteration.
+        assert row["rollout_model"] is True, backend
+        # A plan is its iterations' rollouts plus the planner's own work: never quicker than the rollouts, and
+        # the share left to the planner is what the plan does beyond them.
+        assert row["plan_ms"] > 2 * row["rollout_ms"] * 0.9
+        assert row["planner_overhead"] == pytest.approx(1 - 2 * row["rollout_ms"] / row["plan_ms"])
+        # One rollout runs the five steps a predictor call runs once.
+        assert row["rollout_ms"] > row["predict_batch_ms"]
 
 
 def test_bench_model_writes_a_latency_histogram_per_backend_with_plots(tmp_path: Path) -> None:
@@ -47,7 +53,7 @@ def test_bench_model_writes_a_latency_histogram_per_backend_with_plots(tmp_path:
     assert set(json.loads(result.output)["backends"]) == {"onnxruntime"}  # the JSON is as without --plots
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["latency_onnxruntime.png"]
     image = cv2.imread(str(tmp_path / "plots" / "latency_onnxruntime.png"))
-    assert image is not None and image.shape[:2] == (340, 4 * 320)  # one histogram per stage
+    assert image is not None and image.shape[:2] == (340, len(MODEL_STAGES) * 320)  # one histogram per stage
 
 
 def test_bench_model_without_a_camera_calibration_reports_no_undistortion() -> None:
