@@ -38,6 +38,8 @@ class RolloutCost:
         self._norm = np.empty(samples, dtype=np.float32)
         self._term = np.empty(samples, dtype=np.float64)  # the cost buffer's dtype: added without a cast buffer
         self._action_scratch = np.empty((samples, horizon, action_dim), dtype=np.float32)
+        self._steps_scratch = np.empty((samples, horizon, max(visual_dim, latent_dim - visual_dim)), dtype=np.float32)
+        self._per_step = np.empty((samples, horizon), dtype=np.float32)
 
     def add_actions(self, raw: np.ndarray, samples: np.ndarray, previous: np.ndarray | None,
                     out: np.ndarray) -> None:
@@ -70,6 +72,35 @@ class RolloutCost:
             self._add_distance(self.settings.goal, latents[:, : self.visual_dim], goal.visual, step, out)
         if goal.state is not None:
             self._add_distance(self.settings.state_goal, latents[:, self.visual_dim :], goal.state, step, out)
+
+    def add_steps(self, latents: np.ndarray, goal: Goal, out: np.ndarray) -> None:
+        """Latent terms of the predicted latents of every horizon step at once, (N, H, Z): add_step at each step,
+        in a few whole-batch operations instead of a few per step."""
+        if goal.visual is not None:
+            self._add_distances(self.settings.goal, latents[:, :, : self.visual_dim], goal.visual, out)
+        if goal.state is not None:
+            self._add_distances(self.settings.state_goal, latents[:, :, self.visual_dim :], goal.state, out)
+
+    def _add_distances(self, term: DistanceTerm, part: np.ndarray, target: np.ndarray, out: np.ndarray) -> None:
+        if term.weight == 0:
+            return
+        if term.steps == "last":
+            self._add_distance(term, np.ascontiguousarray(part[:, -1]), target, self.horizon - 1, out)
+            return
+        per_step = self._per_step
+        if term.distance == "cosine":
+            similarity = np.einsum("nhz,z->nh", part, target, out=per_step, casting="same_kind")
+            norm = np.sqrt(np.einsum("nhz,nhz->nh", part, part))
+            norm *= np.linalg.norm(target)
+            similarity /= np.maximum(norm, _EPS, out=norm)
+            out += term.weight * (per_step.shape[1] - per_step.sum(axis=1))
+            return
+        diff = np.subtract(part, target, out=self._steps_scratch[:, :, : part.shape[2]])
+        if term.distance == "l1":
+            out += term.weight * np.abs(diff, out=diff).sum(axis=(1, 2))
+        else:
+            np.sqrt(np.einsum("nhz,nhz->nh", diff, diff, out=per_step), out=per_step)
+            out += term.weight * per_step.sum(axis=1)
 
     def _add_distance(self, term: DistanceTerm, part: np.ndarray, target: np.ndarray, step: int,
                       out: np.ndarray) -> None:

@@ -135,6 +135,7 @@ class Planner:
         # The rollout's input: every model step's action, each planned action held action_block steps.
         self._sequences = np.zeros((n, h * settings.action_block, a), dtype=np.float32)
         self._latents = np.zeros((n, self.latent_dim), dtype=np.float32)
+        self._step_latents = np.zeros((n, h, self.latent_dim), dtype=np.float32)  # stepping: each block's end
         self._costs = np.zeros(n, dtype=np.float64)
 
     # -- goal and warm start ------------------------------------------------------------------------------
@@ -289,13 +290,13 @@ class Planner:
             n, h, a = self._samples.shape
             self._sequences.reshape(n, h, block, a)[:] = self._physical.transpose(1, 0, 2)[:, :, None, :]
             latents = self.rollout(self._latents, self._sequences)
-            for step in range(h):  # latent costs at each block's end; contiguous, as a predictor step returns them
-                self.cost.add_step(np.ascontiguousarray(latents[:, (step + 1) * block - 1]), goal, step, costs)
+            self.cost.add_steps(latents[:, block - 1 :: block], goal, costs)  # latent costs at each block's end
         else:
             z = self._latents
             for step in range(self.settings.horizon):
                 for _ in range(block):  # the action held; latent costs at the block's end
                     z = self.predict(z, self._physical[step])
-                self.cost.add_step(z, goal, step, costs)
+                self._step_latents[:, step] = z
+            self.cost.add_steps(self._step_latents, goal, costs)
         costs[~np.isfinite(costs)] = np.inf
         return costs

@@ -134,3 +134,22 @@ def test_state_goal_steers_the_proprio_part_of_the_latent() -> None:
     np.testing.assert_allclose(planner.plan(start).action, [0.5, 1.0], atol=0.06)
     planner.set_goal(visual=np.array([0.05, 0.025], dtype=np.float32))  # the state goal is gone: (1.0, 0.5)
     np.testing.assert_allclose(planner.plan(start).action, [1.0, 0.5], atol=0.06)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+@pytest.mark.parametrize("steps", ["all", "last"])
+def test_all_steps_at_once_score_as_step_by_step(distance: str, steps: str) -> None:
+    rng = np.random.default_rng(5)
+    n, h, visual_dim, latent_dim = 32, 5, 3, 8
+    latents = rng.standard_normal((n, h, latent_dim)).astype(np.float32)
+    goal = Goal(rng.standard_normal(visual_dim).astype(np.float32),
+                rng.standard_normal(latent_dim - visual_dim).astype(np.float32))
+    settings = CostSettings(goal={"distance": distance, "steps": steps, "weight": 1.5},
+                            state_goal={"distance": "l2", "steps": "all", "weight": 0.5})
+    cost = RolloutCost(settings, visual_dim, latent_dim, n, h, 1, np.zeros(1, dtype=np.float32))
+    stepwise, batched = np.zeros(n), np.zeros(n)
+    for step in range(h):
+        cost.add_step(np.ascontiguousarray(latents[:, step]), goal, step, stepwise)
+    cost.add_steps(latents, goal, batched)
+    assert stepwise.min() > 0
+    np.testing.assert_allclose(batched, stepwise, rtol=1e-5)
