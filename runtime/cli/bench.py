@@ -70,6 +70,8 @@ def bench_planner(
     planner: Annotated[list[str] | None, typer.Option(help="Planners to compare (repeatable): cem, icem, mppi, "
                                                       "predictive_sampling, pytorch_mppi.")] = None,
     sweep: Annotated[bool, typer.Option(help="Instead: success and plan ms vs samples, horizon, iterations.")] = False,
+    per_call: Annotated[bool, typer.Option(help="Instead: one plan's ms against the horizon at 32 samples, one "
+                                                "iteration: the rollout model, stepping, pytorch-mppi.")] = False,
     tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
     = 0.05,
     mppi_noise_std: Annotated[float | None, typer.Option(
@@ -94,6 +96,9 @@ def bench_planner(
     axes = {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8], "iterations": [1, 2, 3, 5]}
     planners = planner or ["cem", "mppi", "pytorch_mppi"]
     runs = sum(len(values) for values in axes.values()) if sweep else len(planners)
+    if per_call:
+        _bench_per_call(config, set_ or [], out, json_)
+        return
     try:
         run_config = load_config(config, set_ or [])
         with progress_bar("bench planner: goals", runs * goals_, quiet=json_) as bar:
@@ -121,6 +126,23 @@ def bench_planner(
                    f"plan p50 {entry['ms_per_plan']:.2f} ms  p90 {entry['ms_per_plan_p90']:.2f} ms  "
                    f"ticks {entry['mean_ticks']:.1f}{speedup}")
 
+
+
+def _bench_per_call(config: Path, overrides: list[str], out: Path | None, json_: bool) -> None:
+    from runtime.config import ConfigError, load_config
+    from runtime.evaluation.bench import per_call_overhead
+
+    try:
+        run_config = load_config(config, overrides)
+        rows = per_call_overhead(run_config, [1, 2, 5, 10, 20])
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
+        raise fail(str(exc)) from exc
+    if emit_json({"per_call": rows}, out, json_, kind="bench-planner-per-call", config=run_config):
+        return
+    for row in rows:
+        theirs = f"  pytorch-mppi {row['pytorch_mppi_ms']:.3f} ms" if "pytorch_mppi_ms" in row else ""
+        typer.echo(f"samples {row['samples']} horizon {row['horizon']:2d}: rollout model {row['rollout_model_ms']:.3f} "
+                   f"ms  stepping {row['stepping_ms']:.3f} ms{theirs}")
 
 
 def bench_soak(

@@ -11,6 +11,7 @@ import numpy as np
 
 from calibration.undistort import Undistorter
 from perception.manifest import load_manifest, model_provenance
+from planning.planner import Planner
 from runtime.config import RunConfig
 from runtime.evaluation.closed_loop import EdgeloopPolicy, closed_loop, load_goal_set, planner_for, policy_for
 from runtime.evaluation.efficiency import (
@@ -172,4 +173,36 @@ def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]]
                          "mean_iterations": result["mean_iterations"], "varied": key,
                          "success_rate": result["success_rate"], "ms_per_plan": result["ms_per_plan"],
                          "mean_ticks": result["mean_ticks"], "mean_final_distance": result["mean_final_distance"]})
+    return rows
+
+
+def per_call_overhead(config: RunConfig, horizons: list[int], samples: int = 32, repeats: int = 200,
+                      with_pytorch_mppi: bool = True) -> list[dict[str, Any]]:
+    """Median ms of one plan (one iteration, `samples` samples, one action per period) against the horizon:
+    ours with one rollout-model call, ours stepping the predictor once per step, and pytorch-mppi (which steps
+    its torch predictor from Python), all on the same model and goal. Small batches make the per-call cost show."""
+    model = load_world_model(config)
+    manifest = model.manifest
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (manifest.image.height, manifest.image.width, 3), dtype=np.uint8)
+    start = model.encode(frame, np.zeros(manifest.proprio_dim, dtype=np.float32))
+    goal = model.encode_goal_image(frame[::-1].copy())
+    rows = []
+    for horizon in horizons:
+        settings = config.planner.model_copy(update={
+            "samples": samples, "horizon": horizon, "iterations": 1, "action_block": 1, "execute_steps": 1,
+            "deadline_ms": None, "cem": config.planner.cem.model_copy(
+                update={"elites": min(config.planner.cem.elites, samples)})})
+        stepping = Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low,
+                           model.action_high, manifest.control_period_s)
+        rollout = planner_for(settings, model)
+        row: dict[str, Any] = {"samples": samples, "horizon": horizon}
+        for name, planner in (("rollout_model_ms", rollout), ("stepping_ms", stepping)):
+            planner.set_goal(goal)
+            row[name] = float(np.median(timed_ms(partial(planner.plan, start), repeats)))
+        if with_pytorch_mppi:
+            theirs = policy_for("pytorch_mppi", config.model_copy(update={"planner": settings}), model)
+            theirs.set_goal(goal)
+            row["pytorch_mppi_ms"] = float(np.median(timed_ms(partial(theirs.act, start), repeats)))
+        rows.append(row)
     return rows

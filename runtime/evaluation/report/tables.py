@@ -162,8 +162,23 @@ def link_table(named: dict[str, dict[str, Any]]) -> Rows:
     return header, rows
 
 
+def per_call_table(named: dict[str, dict[str, Any]]) -> Rows:
+    """One plan's ms against the horizon at a small batch (`edgeloop bench planner --per-call`)."""
+    header = ["samples", "horizon", "ours, rollout model (ms)", "ours, stepping (ms)", "pytorch-mppi (ms)",
+              "pytorch-mppi / ours"]
+    rows = []
+    for name, result in named.items():
+        _expect(result, name, "bench-planner-per-call")
+        for row in result["per_call"]:
+            theirs = row.get("pytorch_mppi_ms")
+            rows.append([str(row["samples"]), str(row["horizon"]), f"{row['rollout_model_ms']:.3f}",
+                         f"{row['stepping_ms']:.3f}", "—" if theirs is None else f"{theirs:.3f}",
+                         "—" if theirs is None else f"{theirs / row['rollout_model_ms']:.2f}×"])
+    return header, rows
+
+
 TABLES: dict[str, Callable[[dict[str, dict[str, Any]]], Rows]] = {
     "eval": eval_table, "paired": paired_table, "bench-model": bench_model_table,
     "bench-planner": bench_planner_table, "sweep": sweep_table, "demo": demo_table,
-    "link": link_table,
+    "link": link_table, "per-call": per_call_table,
 }

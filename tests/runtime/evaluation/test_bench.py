@@ -155,3 +155,15 @@ def test_pytorch_mppi_scores_rollouts_with_our_cost_terms(terms: list[str]) -> N
                 for step in range(h))
     assert ours.min() > 0
     np.testing.assert_allclose(total.numpy(), ours, rtol=1e-4)
+
+
+def test_per_call_overhead_times_the_same_plan_three_ways_at_each_horizon() -> None:
+    pytest.importorskip("pytorch_mppi")
+    from runtime.evaluation.bench import per_call_overhead
+
+    config = load_config("configs/demo.yaml")
+    rows = per_call_overhead(config, [1, 3], samples=16, repeats=5)
+    assert [(row["samples"], row["horizon"]) for row in rows] == [(16, 1), (16, 3)]
+    assert all({"rollout_model_ms", "stepping_ms", "pytorch_mppi_ms"} <= set(row) for row in rows)
+    without = per_call_overhead(config, [2], samples=8, repeats=5, with_pytorch_mppi=False)
+    assert "pytorch_mppi_ms" not in without[0] and without[0]["stepping_ms"] > 0
