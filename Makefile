@@ -79,6 +79,7 @@ bench: setup
 	$(EL) bench planner --goals 50 --set planner.iterations=1 --planner cem --planner mppi \
 	  --planner predictive_sampling --planner pytorch_mppi --out $(R)/planner-demo-1-iteration.json
 	$(EL) bench planner --goals 50 --sweep --out $(R)/planner-sweep.json
+	$(EL) bench planner --per-call --out $(R)/planner-per-call.json
 	$(EL) bench model --repeats 300 --out $(R)/model-stages.json
 	$(EL) bench model --repeats 300 --backend onnxruntime --set model.manifest=models/demo-int8/manifest.json \
 	  --out $(R)/model-stages-int8.json
