@@ -96,5 +96,12 @@ def render(template: Path, results_folder: Path) -> str:
     for number, line in enumerate(template.read_text().splitlines(), start=1):
         where = f"{template}:{number}"
         match = _TABLE.match(line)
-        out += _table(match["body"], results, where) if match else [_values(line, results, where)]
+        if match:
+            out += _table(match["body"], results, where)
+            continue
+        rendered = _values(line, results, where)
+        if "{{" in rendered:  # a directive split over lines, misspelt, or a table not alone on its line
+            raise ReportError(f"{where}: a '{{{{' that is no directive: {{{{table …}}}} alone on a line, "
+                              f"{{{{value RESULT key [format]}}}} within one line")
+        out.append(rendered)
     return "\n".join(out) + "\n"

@@ -84,6 +84,7 @@ def test_a_paired_table_gives_the_difference_on_the_same_goals(tmp_path: Path, r
     ("{{table demo reach}}\n", r"reach: a eval result where the table needs demo"),
     ("{{value reach planners.nope.success_rate}}\n", r"no 'planners\.nope\.success_rate' in the result"),
     ("{{table eval reach compare=everything}}\n", r"compare=model or compare=machine"),
+    ("a {{value reach\nplanners.cem.success_rate}}\n", r"page\.template\.md:1: a '\{\{' that is no directive"),
 ])
 def test_template_errors_name_the_line(tmp_path: Path, results: Path, text: str, error: str) -> None:
     with pytest.raises(ReportError, match=error):
