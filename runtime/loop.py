@@ -5,7 +5,9 @@ SIGHUP arrived, reloads the planner section (runtime/reload.py). Whether a tick 
 next planned action is decided by `runtime.tick_decision.decide` from what the tick read, and whether a plan
 may be sent by `judge_model_output` from what the model produced; this module does the reading and the
 carrying out. With `planner.execute_steps` = k > 1 a plan's first k actions go out on k consecutive ticks
-(an action chunk) before the next plan.
+(an action chunk) before the next plan. With `loop.planning: async` the planner runs in a thread of its own and
+commands go out at `link.command_hz` from the newest plan (runtime/async_control.py); this module's pieces
+(reading, planning, sending through the safety filter, recording) serve both.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
+from runtime.async_control import AsyncControl
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import protocol
@@ -68,15 +71,20 @@ class ControlLoop:
         self.model_sha256 = manifest_sha256(config.model.manifest)
         self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
         self.world_model = load_world_model(config, undistort=True)
-        # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
+        planning_async = config.loop.planning == "async"
+        # Sync: each planned action is executed for one loop period, so that is how far a plan shifts per tick.
+        # Async: commands follow a plan in time, each action for the model's step, as the predictor assumed.
+        plan_step_s = manifest.control_period_s if planning_async else config.loop.period_s
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
-                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s)
+                               self.world_model.action_low, self.world_model.action_high, plan_step_s)
+        self.async_control = AsyncControl(self) if planning_async else None  # before any socket: it checks the config
         self.goal: GoalTarget | None = None
         start_goal = goal_from_config(config.goal, self.world_model)
         if start_goal is not None:
             self.set_goal(start_goal)
+        # The rate limit is per command: async commands come every 1 / link.command_hz.
         self.safety = SafetyFilter(self.world_model.action_low, self.world_model.action_high,
-                                   config.safety.max_rate, config.loop.period_s)
+                                   config.safety.max_rate, 1.0 / self.tick_hz)
         self.telemetry = Telemetry()
         for name in LOOP_COUNTERS:
             self.telemetry.counters[name] = 0
@@ -102,6 +110,8 @@ class ControlLoop:
         self.outage_ms = LogHistogram()
         self._outage_since: float | None = None  # perf_counter of the last state heard before the current outage
         self.last_plan: PlanResult | None = None
+        # Recording is written from both threads of asynchronous planning (never held during inference).
+        self._record_lock = threading.Lock()
         self.frame: SourceFrame | None = None
         self.state: protocol.State | None = None
         self._frame_seen = 0.0
@@ -112,11 +122,19 @@ class ControlLoop:
         self._chunk_next = 0
         self._chunk_stamp = 0
         self._last_plan_at: float | None = None  # perf_counter of the plan the warm start comes from
-        self._previous_action = np.zeros(self.world_model.action_dim)  # last command in force (0: held still)
+        # After a stop the next plan starts cold; set by whichever thread sends the stop, taken by the planning one.
+        self._warm_start_stale = False
+        # Last command in force (0: held still); replaced, never changed in place, so another thread reads it whole.
+        self._previous_action = np.zeros(self.world_model.action_dim)
         self._wrong_state_shape: tuple[int, int] | None = None  # last (q, dq) sizes reported as not fitting
         self._model_fault: str | None = None  # the non-finite model stage last said, until a plan is finite again
         self._last_status = 0.0
         self._status = config.loop.status_line and sys.stderr.isatty()
+
+    @property
+    def tick_hz(self) -> float:
+        """How often `run` ticks (and `until` is asked): commands per second."""
+        return self.config.link.command_hz if self.config.loop.planning == "async" else self.config.loop.rate_hz
 
     @property
     def goal_endpoint(self) -> str | None:
@@ -206,42 +224,23 @@ class ControlLoop:
         seq = self.link.send_stop(reason)
         self.telemetry.counters["stops"] += 1
         if self.recording is not None:
-            self.recording.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
+            with self._record_lock:
+                self.recording.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
         self._replan()
         if not self._stopped:
             self.safety.reset()
-            self.planner.reset_warm_start()
-            self._last_plan_at = None
-            self._previous_action.fill(0.0)
+            self._warm_start_stale = True
+            self._previous_action = np.zeros(self.world_model.action_dim)
             self._stopped = True
 
     def tick(self) -> None:
-        counters = self.telemetry.counters
         now = time.perf_counter()
-        with self.telemetry.stage("source"):
-            frame = self.source.read_latest(0.0)
-        if frame is not None:
-            self.frame, self._frame_seen = frame, now
-            counters["frames"] += 1
-        with self.telemetry.stage("state"):
-            state = self.link.latest_state()
-        if state is not None:
-            if self._fits_model(state):
-                self.state, self._state_seen = state, now
-                self._wrong_state_shape = None
-            else:
-                counters["wrong_state_dim"] += 1
-                self.state = None  # never plan from an older state once the controller sends ones that do not fit
+        self._read_frame(now)
+        self._read_state(now)
         frame_age_ms = None if self.frame is None else (now - self._frame_seen) * 1000
         state_age_ms = None if self.state is None else (now - self._state_seen) * 1000
         self._note_outage(state_age_ms, now)
-        if self.goal_server is not None:
-            # After the frame is read: a capture takes the newest view, and only a fresh one.
-            fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
-            self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
-        if self.watcher is not None:
-            self._take_config_edit()
-
+        self._take_goal_and_config(frame_age_ms)
         chunk_left = 0 if self._chunk is None else len(self._chunk) - self._chunk_next
         view = TickView(frame_age_ms=frame_age_ms, state_fits=self._wrong_state_shape is None,
                         state_age_ms=state_age_ms,
@@ -252,16 +251,58 @@ class ControlLoop:
         planned = None
         if decision.act is Act.PLAN:
             assert self.frame is not None and self.state is not None  # decide() stops without either
-            decision, planned = self._plan(self.frame, self.state)
+            decision, planned = self._plan(self.frame, self.state, self._previous_action)
+            if planned is not None:
+                self._chunk = planned[1].sequence[: self.config.planner.execute_steps]
+                self._chunk_next = 0
+                self._chunk_stamp = self.frame.stamp_ns
         if decision.act is Act.STOP:
-            if decision.counter is not None:
-                counters[decision.counter] += 1
-            self._send_stop(decision.reason)
+            self._stop_for(decision)
         else:
             assert self.frame is not None and self.state is not None
             self._send_next(self.frame, self.state, planned)
+        self._copy_source_counters()
+        self._copy_link_counters()
+
+    def _read_frame(self, now: float) -> None:
+        with self.telemetry.stage("source"):
+            frame = self.source.read_latest(0.0)
+        if frame is not None:
+            self.frame, self._frame_seen = frame, now
+            self.telemetry.counters["frames"] += 1
+
+    def _read_state(self, now: float) -> None:
+        with self.telemetry.stage("state"):
+            state = self.link.latest_state()
+        if state is not None:
+            if self._fits_model(state):
+                self.state, self._state_seen = state, now
+                self._wrong_state_shape = None
+            else:
+                self.telemetry.counters["wrong_state_dim"] += 1
+                self.state = None  # never plan from an older state once the controller sends ones that do not fit
+
+    def _take_goal_and_config(self, frame_age_ms: float | None) -> None:
+        """A goal message and a config edit, if either came (the tick that plans: they change the planner)."""
+        if self.goal_server is not None:
+            # After the frame is read: a capture takes the newest view, and only a fresh one.
+            fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
+            self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
+        if self.watcher is not None:
+            self._take_config_edit()
+
+    def _stop_for(self, decision: Decision) -> None:
+        if decision.counter is not None:
+            self.telemetry.counters[decision.counter] += 1
+        self._send_stop(decision.reason)
+
+    def _copy_source_counters(self) -> None:
+        counters = self.telemetry.counters
         counters["drops"] = self.source.dropped
         counters.update(getattr(self.source, "counters", {}))  # a controller's frame stream (its bad_messages below)
+
+    def _copy_link_counters(self) -> None:
+        counters = self.telemetry.counters
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
         for name in LINK_DROP_COUNTERS:  # no dict built per tick
             counters[name] = self.link.counters.get(name, 0)
@@ -279,9 +320,13 @@ class ControlLoop:
             self.outage_ms.add((now - self._outage_since) * 1000)
             self._outage_since = None
 
-    def _plan(self, frame: SourceFrame,
-              state: protocol.State) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
+    def _plan(self, frame: SourceFrame, state: protocol.State,
+              previous_action: np.ndarray) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
         """Encode and plan, each stage only when the one before gave finite numbers; whether to send the plan."""
+        if self._warm_start_stale:  # a stop since the last plan
+            self._warm_start_stale = False
+            self.planner.reset_warm_start()
+            self._last_plan_at = None
         proprio = self._proprio(state)
         if not np.all(np.isfinite(proprio)):
             return self._judged(ModelOutput(input_finite=False, latent_finite=None, plan_cost=None)), None
@@ -292,7 +337,7 @@ class ControlLoop:
         with self.telemetry.stage("plan"):
             started = time.perf_counter()
             elapsed = None if self._last_plan_at is None else started - self._last_plan_at
-            plan = self.planner.plan(latent, previous_action=self._previous_action, elapsed_s=elapsed)
+            plan = self.planner.plan(latent, previous_action=previous_action, elapsed_s=elapsed)
             self._last_plan_at = started
         self.last_plan = plan
         self.plan_ms.add(plan.ms)
@@ -304,9 +349,6 @@ class ControlLoop:
         decision = self._judged(ModelOutput(input_finite=True, latent_finite=True, plan_cost=plan.cost))
         if decision.act is Act.STOP:
             return decision, None
-        self._chunk = plan.sequence[: self.config.planner.execute_steps]
-        self._chunk_next = 0
-        self._chunk_stamp = frame.stamp_ns
         return decision, (latent, plan)
 
     def _judged(self, output: ModelOutput) -> Decision:
@@ -320,28 +362,40 @@ class ControlLoop:
 
     def _send_next(self, frame: SourceFrame, state: protocol.State,
                    planned: tuple[np.ndarray, PlanResult] | None) -> None:
-        """Send the chunk's next action through the safety filter (a stop if it refuses); record the tick."""
+        """Send the chunk's next action; record the tick."""
         assert self._chunk is not None
-        verdict = self.safety(self._chunk[self._chunk_next])
+        # The capture stamp is the one of the frame the plan came from, also for later actions of a chunk.
+        sent = self._send_action(self._chunk[self._chunk_next], self._chunk_stamp)
         self._chunk_next += 1
+        if sent is not None and self.recording is not None:
+            with self.telemetry.stage("record"), self._record_lock:
+                self._record(sent[0], frame, state, planned, sent[1])
+
+    def _send_action(self, action: np.ndarray, stamp_capture: int) -> tuple[int, np.ndarray] | None:
+        """Send `action` through the safety filter, or a stop if it refuses; the command's seq and what was sent."""
+        verdict = self.safety(action)
         counters = self.telemetry.counters
         counters["clipped"] += verdict.clipped
         counters["rate_limited"] += verdict.rate_limited
         if verdict.action is None:
             self._send_stop(verdict.reason)
-            return
+            return None
         with self.telemetry.stage("send"):
-            # The capture stamp is the one of the frame the plan came from, also for later actions of a chunk.
-            seq = self.link.send_command(verdict.action, self._chunk_stamp, self.config.link.command_ttl_ms)
+            seq = self.link.send_command(verdict.action, stamp_capture, self.config.link.command_ttl_ms)
         counters["commands"] += 1
-        self._previous_action[:] = verdict.action
+        self._previous_action = verdict.action
         self._stopped = False
-        if self.recording is not None:
-            with self.telemetry.stage("record"):
-                self._record(seq, frame, state, planned, verdict.action)
+        return seq, verdict.action
 
     def _record(self, seq: int, frame: SourceFrame, state: protocol.State,
                 planned: tuple[np.ndarray, PlanResult] | None, action: np.ndarray) -> None:
+        plan_facts = {"execute_steps": len(self._chunk) if self._chunk is not None else 0}
+        self._record_plan(seq, frame, state, planned, plan_facts)
+        self._record_command(seq, action)
+
+    def _record_plan(self, seq: int, frame: SourceFrame, state: protocol.State,
+                     planned: tuple[np.ndarray, PlanResult] | None, plan_facts: dict[str, Any]) -> None:
+        """The frame and state a command came from and, when it planned, the latent and the plan."""
         assert self.recording is not None
         stamp = protocol.now_ns()
         self.recording.write_image(frame.image, frame.stamp_ns, seq)
@@ -350,18 +404,21 @@ class ControlLoop:
         if planned is not None:  # ticks inside an action chunk send a planned action without planning
             latent, plan = planned
             self.recording.write_json("/model/latent", {"latent": latent.tolist()}, stamp, seq)
-            self.recording.write_json("/planner/plan", plan.diagnostics() | {
-                "execute_steps": len(self._chunk) if self._chunk is not None else 0,
+            self.recording.write_json("/planner/plan", plan.diagnostics() | plan_facts | {
                 "optimizer": self.config.planner.optimizer}, stamp, seq)
-        self.recording.write_json("/robot/command", {"seq": seq, "action": action.tolist()}, stamp, seq)
+
+    def _record_command(self, seq: int, action: np.ndarray) -> None:
+        assert self.recording is not None
+        self.recording.write_json("/robot/command", {"seq": seq, "action": action.tolist()}, protocol.now_ns(), seq)
 
     def _record_goal(self, goal: GoalTarget) -> None:
         if self.recording is not None:
-            self.recording.write_json("/planner/goal", {
-                "description": goal.description,
-                "visual": goal.visual.tolist() if goal.visual is not None else None,
-                "state": goal.state.tolist() if goal.state is not None else None,
-            }, protocol.now_ns(), self.telemetry.counters["ticks"])
+            with self._record_lock:
+                self.recording.write_json("/planner/goal", {
+                    "description": goal.description,
+                    "visual": goal.visual.tolist() if goal.visual is not None else None,
+                    "state": goal.state.tolist() if goal.state is not None else None,
+                }, protocol.now_ns(), self.telemetry.counters["ticks"])
 
     # -- scheduling ---------------------------------------------------------------------------------------
     @contextmanager
@@ -380,32 +437,38 @@ class ControlLoop:
 
     def run(self, duration_s: float | None = None, until: StopCondition | None = None) -> None:
         """Tick at the configured rate until stopped, `duration_s` passes or `until(state)` is true."""
+        duration_s = duration_s if duration_s is not None else self.config.loop.duration_s
+        with self._reload_on_sighup():
+            if self.async_control is not None:
+                self.async_control.run(duration_s, until)
+            else:
+                self._run_sync(duration_s, until)
+
+    def _run_sync(self, duration_s: float | None, until: StopCondition | None) -> None:
         period = self.config.loop.period_s
         deadline = self.config.loop.deadline_s
-        duration_s = duration_s if duration_s is not None else self.config.loop.duration_s
         started = time.perf_counter()
         next_tick = started
-        with self._reload_on_sighup():
-            while not self.stop_requested.is_set():
-                tick_start = time.perf_counter()
-                self.tick()
-                tick_end = time.perf_counter()
-                tick_s = tick_end - tick_start
-                self.telemetry.tick_ms.add(tick_s * 1000)
-                self.telemetry.counters["ticks"] += 1
-                if tick_s > deadline:
-                    self.telemetry.counters["deadline_misses"] += 1
-                self._show_status(tick_end)
-                if until is not None and until(self.state):
-                    break
-                if duration_s is not None and tick_end - started >= duration_s:
-                    break
-                next_tick += period
-                if next_tick < tick_end:
-                    # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
-                    next_tick = tick_end
-                else:
-                    self.stop_requested.wait(next_tick - tick_end)
+        while not self.stop_requested.is_set():
+            tick_start = time.perf_counter()
+            self.tick()
+            tick_end = time.perf_counter()
+            tick_s = tick_end - tick_start
+            self.telemetry.tick_ms.add(tick_s * 1000)
+            self.telemetry.counters["ticks"] += 1
+            if tick_s > deadline:
+                self.telemetry.counters["deadline_misses"] += 1
+            self._show_status(tick_end)
+            if until is not None and until(self.state):
+                break
+            if duration_s is not None and tick_end - started >= duration_s:
+                break
+            next_tick += period
+            if next_tick < tick_end:
+                # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
+                next_tick = tick_end
+            else:
+                self.stop_requested.wait(next_tick - tick_end)
 
     def _show_status(self, now: float) -> None:
         if self._status and now - self._last_status > 0.5:
@@ -440,6 +503,8 @@ class ControlLoop:
             "run_dir": str(self.run_dir),
             "config": json.loads(self.config.model_dump_json()),
         }
+        if self.async_control is not None:
+            summary["async"] = self.async_control.summary()
         return summary
 
     def close(self) -> dict[str, Any]:
