@@ -81,6 +81,31 @@ def plan_duration_ms(loop: ControlLoop) -> float:
     return settings.horizon * settings.action_block * loop.planner.control_period_s * 1000
 
 
+Scheduling = tuple[int, int]  # a thread's scheduling policy and priority
+
+
+def raise_priority(priority: int | None) -> Scheduling | None:
+    """Put the calling thread under SCHED_FIFO at `priority` (None: leave it); its scheduling before. A wake-up on a
+    busy machine then waits for no ordinary thread (docs/planner.md, Asynchronous planning)."""
+    if priority is None:
+        return None
+    if not hasattr(os, "sched_setscheduler"):
+        raise ValueError("loop.control_priority: real-time priorities need Linux (os.sched_setscheduler)")
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError as exc:
+        raise ValueError(f"loop.control_priority: SCHED_FIFO priority {priority} is not permitted to this process "
+                         f"({exc.strerror}); it needs CAP_SYS_NICE or a real-time priority limit (ulimit -r, "
+                         f"/etc/security/limits.conf rtprio) of at least {priority}") from exc
+    return before
+
+
+def restore_priority(before: Scheduling | None) -> None:
+    if before is not None:
+        os.sched_setscheduler(0, before[0], os.sched_param(before[1]))
+
+
 class AsyncControl:
     """Runs a ControlLoop with asynchronous planning (`loop.planning: async`)."""
 
@@ -95,6 +120,8 @@ class AsyncControl:
                 and config.loop.control_cpu not in os.sched_getaffinity(0):
             raise ValueError(f"loop.control_cpu: CPU {config.loop.control_cpu} is not one this process may run on "
                              f"({sorted(os.sched_getaffinity(0))})")
+        if config.loop.control_priority is not None:
+            restore_priority(raise_priority(config.loop.control_priority))  # refused now rather than mid-run
         self.loop = loop
         self._newest: TimedPlan | Decision | None = None  # the handoff: replaced whole, never changed
         self._state_for_planner = StateSeen(None, 0.0, True, None)  # the other way: replaced whole
@@ -125,8 +152,10 @@ class AsyncControl:
         affinity = self._pin(loop.config.loop.control_cpu, alone=True)
         sys.setswitchinterval(GIL_SWITCH_S)
         started = time.perf_counter()
-        planner.start()
+        planner.start()  # before the priority is raised: a new thread takes its creator's scheduling policy
+        priority = None
         try:
+            priority = raise_priority(loop.config.loop.control_priority)
             next_tick = started
             while not loop.stop_requested.is_set() and self._failure is None:
                 tick_start = time.perf_counter()
@@ -150,6 +179,7 @@ class AsyncControl:
             self._finished.set()
             planner.join()
             sys.setswitchinterval(switch_interval)
+            restore_priority(priority)
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
             self.run_s += time.perf_counter() - started
@@ -282,6 +312,7 @@ class AsyncControl:
             "max_plan_age_ms": config.loop.max_plan_age_ms,
             "interpolation": config.loop.interpolation,
             "control_cpu": config.loop.control_cpu,
+            "control_priority": config.loop.control_priority,
             "plans_per_s": self.plans_made / self.run_s if self.run_s > 0 else 0.0,
             "commands_per_s": self.loop.telemetry.counters["commands"] / self.run_s if self.run_s > 0 else 0.0,
             "plan_age_ms": self.plan_age_ms.summary(),

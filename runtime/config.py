@@ -156,6 +156,9 @@ class LoopSection(_Section):
     control_cpu: int | None = Field(
         None, ge=0, description="loop.planning: async: pin the command thread to this CPU and the planner thread "
                                 "to the others (Linux); null: no pinning.")
+    control_priority: int | None = Field(
+        None, ge=1, le=99, description="loop.planning: async: run the command thread at this SCHED_FIFO real-time "
+                                       "priority (Linux; needs CAP_SYS_NICE or an rtprio limit); null: as any thread.")
 
     @property
     def period_s(self) -> float:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from runtime.cli.bench import bench_fuzz, bench_model, bench_planner, bench_soak
+from runtime.cli.bench import bench_async, bench_fuzz, bench_model, bench_planner, bench_soak
 from runtime.cli.calibrate import calibrate_app
 from runtime.cli.config import config_schema, config_validate
 from runtime.cli.controller import controller_sim
@@ -61,6 +61,7 @@ bench_app.command("model")(bench_model)
 bench_app.command("planner")(bench_planner)
 bench_app.command("soak")(bench_soak)
 bench_app.command("fuzz")(bench_fuzz)
+bench_app.command("async")(bench_async)
 app.add_typer(bench_app, name="bench")
 
 keys_app = typer.Typer(help="CURVE key pairs for the link's security (docs/security.md).", no_args_is_help=True)
