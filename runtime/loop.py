@@ -45,7 +45,7 @@ StopCondition = Callable[[protocol.State | None], bool]
 
 # Counters this loop adds to the telemetry's own.
 LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
-                 "wrong_state_dim", "stale_state", "non_finite_model", "state_outages")
+                 "wrong_state_dim", "stale_state", "non_finite_model", "state_outages", "stale_plans")
 # The link's drop counters that the summary carries as they are (its bad_messages add to the source's).
 LINK_DROP_COUNTERS = ("old_states", "future_states", "state_reconnects")
 

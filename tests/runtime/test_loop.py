@@ -455,10 +455,12 @@ def _write_config(tmp_path: Path, endpoints: dict[str, str], *extra: str) -> Pat
     return path
 
 
-def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Path) -> None:
-    """A controller whose watchdog would take a minute: only the runtime's stop can hold the arm after SIGTERM."""
+@pytest.mark.parametrize("planning", ["sync", "async"])
+def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Path, planning: str) -> None:
+    """A controller whose watchdog would take a minute: only the runtime's stop can hold the arm after SIGTERM; with
+    asynchronous planning both threads end first (the planner's last plan is never sent after the stop)."""
     controller = ControllerProcess(watchdog_ms=60_000)
-    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
+    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true", f"loop.planning={planning}"))
     try:
         with RuntimeLink(controller.endpoints["command"], controller.endpoints["state"]) as observer:
             # The runtime has moved the arm for a second or so (its seq counts commands and stops).
@@ -481,7 +483,7 @@ def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Pat
     assert topics.count("/robot/stop") == summary["counters"]["stops"]
     last_topic, _, _, last = recorded[-1]
     assert last_topic == "/robot/stop" and last["reason"] == "runtime exiting"
-    print(f"figures: SIGTERM while recording: {topics.count('/robot/command')} commands and "
+    print(f"figures: SIGTERM while recording ({planning}): {topics.count('/robot/command')} commands and "
           f"{topics.count('/robot/stop')} stops recorded, as summary.json counts them; last: {last['reason']}")
 
 
