@@ -187,6 +187,7 @@ class AsyncControl:
             loop._copy_source_counters()
             loop._copy_link_counters()
         if self._failure is not None:
+            loop._stop_for(Decision(Act.STOP, f"the planner thread failed: {self._failure}"))
             raise self._failure
 
     def _command(self, now: float) -> None:
@@ -271,7 +272,6 @@ class AsyncControl:
                 next_plan = max(next_plan + loop.config.loop.period_s, started)
                 self._newest = self._plan(started)
         except BaseException as exc:  # raised by run() in the command thread, which stops the robot first
-            self._newest = Decision(Act.STOP, f"the planner thread failed: {exc}")
             self._failure = exc
 
     def _plan(self, now: float) -> TimedPlan | Decision:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,7 +18,8 @@ from runtime.evaluation.demo import SimControllerProcess
 from runtime.link import protocol
 from runtime.loop import ControlLoop
 from runtime.recording import iter_messages
-from runtime.sources import SourceFrame
+from runtime.sources import FrameSource, SourceFrame
+from runtime.sources.base import SourceError
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL = ROOT / "models" / "demo" / "goals" / "goal_000.png"
@@ -155,3 +157,39 @@ def test_a_real_time_command_thread_gets_its_scheduling_back_after_the_run(contr
     assert summary["counters"]["commands"] > 0
     assert summary["async"]["control_priority"] == 5 and summary["async"]["control_cpu"] == 0
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.sched_getaffinity(0)) == before
+
+
+class CameraThatFails(FrameSource):
+    """The goal view for a few reads, then the error a video that stops decoding raises."""
+
+    def __init__(self, reads: int) -> None:
+        super().__init__("test:camera-that-fails")
+        self.left = reads
+        self.image = cv2.imread(str(GOAL))
+
+    def read_latest(self, timeout_s: float) -> SourceFrame | None:
+        if self.left == 0:
+            raise SourceError(f"{self.uri}: stopped decoding")
+        self.left -= 1
+        self.frames += 1
+        return SourceFrame(self.frames, protocol.now_ns(), self.image)
+
+
+def test_an_error_in_the_planner_thread_stops_the_robot_and_is_raised_by_the_run(controller: SimControllerProcess,
+                                                                                   tmp_path: Path) -> None:
+    loop = ControlLoop(async_config(controller, tmp_path, "record=true"), source=CameraThatFails(reads=15))
+    try:
+        with pytest.raises(SourceError, match="stopped decoding"):
+            _run(loop, 30.0)
+        counters = loop.telemetry.counters
+        assert counters["commands"] > 0 and counters["ticks"] < 30 * 100  # it moved the arm, then ended early
+        assert not any(thread.name == "edgeloop-planner" for thread in threading.enumerate())
+    finally:
+        summary = loop.close()
+    recorded = [(topic, payload) for topic, _, _, payload in iter_messages(Path(summary["run_dir"]) / "run.mcap")]
+    # The run's own stop went out first, saying why, and nothing after it but the exit's.
+    failed = [i for i, (topic, payload) in enumerate(recorded) if topic == "/robot/stop"
+              and payload["reason"] == "the planner thread failed: test:camera-that-fails: stopped decoding"]
+    assert len(failed) == 1
+    assert [(topic, payload["reason"]) for topic, payload in recorded[failed[0] + 1:]] == \
+        [("/robot/stop", "runtime exiting")]
