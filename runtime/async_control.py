@@ -144,7 +144,6 @@ class AsyncControl:
         loop = self.loop
         period = 1.0 / loop.config.link.command_hz
         deadline = loop.config.loop.deadline_s if loop.config.loop.deadline_ms is not None else period
-        counters = loop.telemetry.counters
         self._newest, self._failure, self._last_send = None, None, None
         self._finished.clear()
         planner = threading.Thread(target=self._plan_until_finished, name="edgeloop-planner", daemon=True)
@@ -156,25 +155,7 @@ class AsyncControl:
         priority = None
         try:
             priority = raise_priority(loop.config.loop.control_priority)
-            next_tick = started
-            while not loop.stop_requested.is_set() and self._failure is None:
-                tick_start = time.perf_counter()
-                self._command(tick_start)
-                tick_end = time.perf_counter()
-                loop.telemetry.tick_ms.add((tick_end - tick_start) * 1000)
-                counters["ticks"] += 1
-                if tick_end - tick_start > deadline:
-                    counters["deadline_misses"] += 1
-                loop._show_status(tick_end)
-                if until is not None and until(loop.state):
-                    break
-                if duration_s is not None and tick_end - started >= duration_s:
-                    break
-                next_tick += period
-                if next_tick < tick_end:
-                    next_tick = tick_end  # overran: the next command goes now; missed ones are not made up
-                else:
-                    loop.stop_requested.wait(next_tick - tick_end)
+            loop.schedule(self._command, period, deadline, duration_s, until, running=lambda: self._failure is None)
         finally:
             self._finished.set()
             planner.join()
@@ -190,9 +171,10 @@ class AsyncControl:
             loop._stop_for(Decision(Act.STOP, f"the planner thread failed: {self._failure}"))
             raise self._failure
 
-    def _command(self, now: float) -> None:
+    def _command(self) -> None:
         """Read the state; send the newest plan's action for now, or a stop."""
         loop = self.loop
+        now = time.perf_counter()
         loop._read_state(now)
         state = loop.state
         state_age_ms = None if state is None else (now - loop._state_seen) * 1000

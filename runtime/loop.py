@@ -445,25 +445,29 @@ class ControlLoop:
                 self._run_sync(duration_s, until)
 
     def _run_sync(self, duration_s: float | None, until: StopCondition | None) -> None:
-        period = self.config.loop.period_s
-        deadline = self.config.loop.deadline_s
+        self.schedule(self.tick, self.config.loop.period_s, self.config.loop.deadline_s, duration_s, until)
+
+    def schedule(self, tick: Callable[[], None], period_s: float, deadline_s: float, duration_s: float | None,
+                 until: StopCondition | None, running: Callable[[], bool] = lambda: True) -> None:
+        """Call `tick` every `period_s` (timed, counted, a miss when longer than `deadline_s`) until stopped,
+        `duration_s` passes, `until(state)` is true or `running()` is not."""
         started = time.perf_counter()
         next_tick = started
-        while not self.stop_requested.is_set():
+        while not self.stop_requested.is_set() and running():
             tick_start = time.perf_counter()
-            self.tick()
+            tick()
             tick_end = time.perf_counter()
             tick_s = tick_end - tick_start
             self.telemetry.tick_ms.add(tick_s * 1000)
             self.telemetry.counters["ticks"] += 1
-            if tick_s > deadline:
+            if tick_s > deadline_s:
                 self.telemetry.counters["deadline_misses"] += 1
             self._show_status(tick_end)
             if until is not None and until(self.state):
                 break
             if duration_s is not None and tick_end - started >= duration_s:
                 break
-            next_tick += period
+            next_tick += period_s
             if next_tick < tick_end:
                 # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
                 next_tick = tick_end

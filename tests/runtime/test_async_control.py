@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from planning.planner import PlanResult
 from runtime.async_control import TimedPlan
-from runtime.config import RunConfig, load_config
-from runtime.evaluation.demo import SimControllerProcess
+from runtime.evaluation.demo import SimControllerProcess, config_against
 from runtime.link import protocol
 from runtime.loop import ControlLoop
 from runtime.recording import iter_messages
@@ -31,9 +31,11 @@ def _plan(actions: list[list[float]]) -> TimedPlan:
     array.flags.writeable = False
     state = protocol.State(seq=0, stamp=0, q=np.zeros(2), dq=np.zeros(2), ee=np.zeros(3), stopped=False,
                            last_command_seq=-1)
+    result = PlanResult(action=array[0], sequence=array, cost=0.0, iterations=1, ms=1.0, best_cost_per_iteration=[0.0],
+                        spread=0.0, deadline_hit=False, chosen="sampled")
     return TimedPlan(plan_id=0, actions=array, step_s=STEP_S, captured_at=100.0, stamp_capture=7,
                      frame=SourceFrame(0, 7, np.zeros((2, 2, 3), np.uint8)), state=state,
-                     latent=np.zeros(4, np.float32), result=None)  # type: ignore[arg-type]  # not read here
+                     latent=np.zeros(4, np.float32), result=result)
 
 
 def test_hold_sends_each_step_for_its_whole_step_and_the_last_past_the_end() -> None:
@@ -60,20 +62,13 @@ def controller() -> Iterator[SimControllerProcess]:
     process.stop()
 
 
-def async_config(controller: SimControllerProcess, tmp_path: Path, *extra: str) -> RunConfig:
-    endpoints = controller.endpoints
-    return load_config(ROOT / "configs" / "demo.yaml", [
-        f"goal.image={GOAL}",
-        f"link.command_endpoint={endpoints['command']}",
-        f"link.state_endpoint={endpoints['state']}",
-        f"source.uri={endpoints['frame'].replace('tcp://', 'zmq://')}",
-        f"runs_dir={tmp_path / 'runs'}",
-        "loop.status_line=false",
-        "link.goal_endpoint=null",
-        "loop.planning=async",
-        "link.command_hz=100",
-        *extra,
-    ])
+def async_loop(controller: SimControllerProcess, *extra: str, source: FrameSource | None = None) -> ControlLoop:
+    """The demo config on `controller`'s sockets, planning asynchronously towards the first goal."""
+    overrides = ["loop.status_line=false", "loop.planning=async", "link.command_hz=100", *extra]
+    config = config_against(controller, ROOT / "configs" / "demo.yaml", overrides)
+    loop = ControlLoop(config, source=source)
+    loop.set_goal_image(cv2.imread(str(GOAL)))
+    return loop
 
 
 def _run(loop: ControlLoop, duration_s: float) -> list[protocol.State]:
@@ -91,7 +86,7 @@ def _run(loop: ControlLoop, duration_s: float) -> list[protocol.State]:
 
 def test_commands_go_out_at_the_command_rate_from_the_newest_plan(controller: SimControllerProcess,
                                                                   tmp_path: Path) -> None:
-    loop = ControlLoop(async_config(controller, tmp_path, "record=true"))
+    loop = async_loop(controller, f"runs_dir={tmp_path}", "record=true")
     states = _run(loop, 3.0)
     assert not any(thread.name == "edgeloop-planner" for thread in threading.enumerate())  # joined by run
     summary = loop.close()
@@ -123,7 +118,7 @@ def test_commands_go_out_at_the_command_rate_from_the_newest_plan(controller: Si
 
 def test_plans_older_than_the_limit_are_never_sent(controller: SimControllerProcess, tmp_path: Path) -> None:
     """A plan takes longer than 1 ms from capture to handoff: with loop.max_plan_age_ms 1 every plan is stale."""
-    loop = ControlLoop(async_config(controller, tmp_path, "loop.max_plan_age_ms=1", "planner.iterations=5"))
+    loop = async_loop(controller, f"runs_dir={tmp_path}", "loop.max_plan_age_ms=1", "planner.iterations=5")
     states = _run(loop, 2.0)
     summary = loop.close()
     counters = summary["counters"]
@@ -138,9 +133,9 @@ def test_plans_older_than_the_limit_are_never_sent(controller: SimControllerProc
 def test_a_plan_longer_lived_than_the_plan_itself_is_refused_with_the_key_named(controller: SimControllerProcess,
                                                                                  tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"loop.max_plan_age_ms: 400 ms is longer than a plan lasts \(250 ms"):
-        ControlLoop(async_config(controller, tmp_path, "loop.max_plan_age_ms=400"))
+        async_loop(controller, f"runs_dir={tmp_path}", "loop.max_plan_age_ms=400")
     with pytest.raises(ValueError, match=r"loop\.control_cpu: CPU 4096 is not one this process may run on"):
-        ControlLoop(async_config(controller, tmp_path, "loop.control_cpu=4096"))
+        async_loop(controller, f"runs_dir={tmp_path}", "loop.control_cpu=4096")
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux scheduling")
@@ -148,7 +143,7 @@ def test_a_real_time_command_thread_gets_its_scheduling_back_after_the_run(contr
                                                                            tmp_path: Path) -> None:
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.sched_getaffinity(0))
     try:
-        loop = ControlLoop(async_config(controller, tmp_path, "loop.control_priority=5", "loop.control_cpu=0"))
+        loop = async_loop(controller, f"runs_dir={tmp_path}", "loop.control_priority=5", "loop.control_cpu=0")
     except ValueError as exc:  # no CAP_SYS_NICE here: refused at start, naming the key
         assert "loop.control_priority: SCHED_FIFO priority 5 is not permitted" in str(exc)
         return
@@ -177,7 +172,7 @@ class CameraThatFails(FrameSource):
 
 def test_an_error_in_the_planner_thread_stops_the_robot_and_is_raised_by_the_run(controller: SimControllerProcess,
                                                                                    tmp_path: Path) -> None:
-    loop = ControlLoop(async_config(controller, tmp_path, "record=true"), source=CameraThatFails(reads=15))
+    loop = async_loop(controller, f"runs_dir={tmp_path}", "record=true", source=CameraThatFails(reads=15))
     try:
         with pytest.raises(SourceError, match="stopped decoding"):
             _run(loop, 30.0)
