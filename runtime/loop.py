@@ -442,10 +442,7 @@ class ControlLoop:
             if self.async_control is not None:
                 self.async_control.run(duration_s, until)
             else:
-                self._run_sync(duration_s, until)
-
-    def _run_sync(self, duration_s: float | None, until: StopCondition | None) -> None:
-        self.schedule(self.tick, self.config.loop.period_s, self.config.loop.deadline_s, duration_s, until)
+                self.schedule(self.tick, self.config.loop.period_s, self.config.loop.deadline_s, duration_s, until)
 
     def schedule(self, tick: Callable[[], None], period_s: float, deadline_s: float, duration_s: float | None,
                  until: StopCondition | None, running: Callable[[], bool] = lambda: True) -> None:

@@ -185,7 +185,8 @@ def bench_async(
     if emit_json(result, out, json_):
         return
     for row in result["variants"]:
-        line = f"{row['variant']:34s} success {sum(row['reached'])}/{len(row['reached'])}"
+        line = (f"{row['variant']:34s} success {sum(row['reached'])}/{len(row['reached'])} in "
+                f"{row['seconds_per_goal']:.2f} s per goal")
         if "commands_per_s" in row:
             line += (f" | commands {row['commands_per_s']:.1f}/s, interval p50 {row['interval_ms_p50']:.2f} ms p99 "
                      f"{row['interval_ms_p99']:.2f} ms, jitter p99 {row['jitter_ms_p99']:.2f} ms | plans "

@@ -28,6 +28,7 @@ def _variant(name: str, config_path: Path, goals: int, overrides: list[str], tol
         "overrides": overrides,
         "success_rate": result["success_rate"],
         "reached": [goal["reached"] for goal in result["goals"]],
+        "seconds_per_goal": sum(goal["seconds"] for goal in result["goals"]) / len(result["goals"]),
         "plan_ms_p50": result["plan_ms_p50"],
         "tick_ms": result["tick_ms"],
         "counters": result["counters"],

@@ -27,6 +27,7 @@ def test_cli_reports_sync_and_async_on_the_same_goals(tmp_path: Path) -> None:
     # Every pose is within 5 m of the goal: both reach both goals, so they agree on every one.
     assert sync["reached"] == asynchronous["reached"] == [True, True]
     assert asynchronous["disagrees_with_sync"] == []
+    assert sync["seconds_per_goal"] > 0 and asynchronous["seconds_per_goal"] > 0
     assert asynchronous["config"]["loop"]["planning"] == "async" and sync["config"]["loop"]["planning"] == "sync"
     assert asynchronous["async"]["command_hz"] == 50.0
     assert 0 < asynchronous["commands_per_s"] <= 50 * 1.1
