@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import pytest
 from planning.planner import PlanResult
 from runtime.async_control import TimedPlan
 from runtime.evaluation.demo import SimControllerProcess, config_against
+from runtime.goals import send_goal
 from runtime.link import protocol
 from runtime.loop import ControlLoop
 from runtime.recording import iter_messages
@@ -62,10 +64,12 @@ def controller() -> Iterator[SimControllerProcess]:
     process.stop()
 
 
-def async_loop(controller: SimControllerProcess, *extra: str, source: FrameSource | None = None) -> ControlLoop:
+def async_loop(controller: SimControllerProcess, *extra: str, source: FrameSource | None = None,
+               goal_endpoint: str | None = None) -> ControlLoop:
     """The demo config on `controller`'s sockets, planning asynchronously towards the first goal."""
     overrides = ["loop.status_line=false", "loop.planning=async", "link.command_hz=100", *extra]
     config = config_against(controller, ROOT / "configs" / "demo.yaml", overrides)
+    config.link.goal_endpoint = goal_endpoint  # config_against turns it off
     loop = ControlLoop(config, source=source)
     loop.set_goal_image(cv2.imread(str(GOAL)))
     return loop
@@ -188,3 +192,37 @@ def test_an_error_in_the_planner_thread_stops_the_robot_and_is_raised_by_the_run
     assert len(failed) == 1
     assert [(topic, payload["reason"]) for topic, payload in recorded[failed[0] + 1:]] == \
         [("/robot/stop", "runtime exiting")]
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_goal_messages_are_taken_by_the_planner_thread_while_commands_go_on(controller: SimControllerProcess,
+                                                                           tmp_path: Path) -> None:
+    loop = async_loop(controller, f"runs_dir={tmp_path}", "record=true", goal_endpoint="tcp://127.0.0.1:*")
+    runner = threading.Thread(target=loop.run, kwargs={"duration_s": 60.0})
+    runner.start()
+    counters = loop.telemetry.counters
+    try:
+        assert _wait(lambda: counters["commands"] > 10, 30)
+        assert loop.goal_endpoint is not None
+        other = cv2.imread(str(GOAL.with_name("goal_001.png")))
+        send_goal(loop.goal_endpoint, protocol.Goal(seq=0, stamp_send=protocol.now_ns(), image=other, state=None))
+        assert _wait(lambda: counters["goals"] == 1, 10)
+        assert loop.planner.goal is not None and loop.planner.goal.visual is not None
+        assert np.allclose(loop.planner.goal.visual, loop.world_model.encode_goal_image(other), atol=1e-6)
+        commands = counters["commands"]
+        assert _wait(lambda: counters["commands"] > commands + 10, 10), "the command thread stopped commanding"
+    finally:
+        loop.stop_requested.set()
+        runner.join(10)
+        summary = loop.close()
+    assert not runner.is_alive()
+    topics = [topic for topic, *_ in iter_messages(Path(summary["run_dir"]) / "run.mcap")]
+    assert topics.count("/planner/goal") == 1 and topics.count("/robot/command") == summary["counters"]["commands"]
