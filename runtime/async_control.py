@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from planning.planner import PlanResult
+from planning.settings import PlannerSettings
 from runtime.link import protocol
 from runtime.sources import SourceFrame
 from runtime.telemetry import LogHistogram
@@ -76,9 +77,13 @@ class StateSeen:
     trouble: str | None  # the link's state_trouble() then
 
 
-def plan_duration_ms(loop: ControlLoop) -> float:
-    settings = loop.planner.settings
-    return settings.horizon * settings.action_block * loop.planner.control_period_s * 1000
+def check_plan_lasts(settings: PlannerSettings, step_s: float, max_plan_age_ms: float) -> None:
+    """ValueError when a plan with these settings ends before loop.max_plan_age_ms: commands would run past it."""
+    lasts_ms = settings.horizon * settings.action_block * step_s * 1000
+    if max_plan_age_ms > lasts_ms:
+        raise ValueError(f"loop.max_plan_age_ms: {max_plan_age_ms:g} ms is longer than a plan lasts ({lasts_ms:g} ms: "
+                         f"planner.horizon x planner.action_block x the model's control_period_s); commands would "
+                         f"run past its end")
 
 
 Scheduling = tuple[int, int]  # a thread's scheduling policy and priority
@@ -111,11 +116,7 @@ class AsyncControl:
 
     def __init__(self, loop: ControlLoop) -> None:
         config = loop.config
-        lasts_ms = plan_duration_ms(loop)
-        if config.loop.max_plan_age_ms > lasts_ms:
-            raise ValueError(f"loop.max_plan_age_ms: {config.loop.max_plan_age_ms:g} ms is longer than a plan lasts "
-                             f"({lasts_ms:g} ms: planner.horizon x planner.action_block x the model's "
-                             f"control_period_s); commands would run past its end")
+        check_plan_lasts(config.planner, loop.planner.control_period_s, config.loop.max_plan_age_ms)
         if config.loop.control_cpu is not None and hasattr(os, "sched_getaffinity") \
                 and config.loop.control_cpu not in os.sched_getaffinity(0):
             raise ValueError(f"loop.control_cpu: CPU {config.loop.control_cpu} is not one this process may run on "

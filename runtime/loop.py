@@ -28,7 +28,7 @@ import numpy as np
 from perception.manifest import load_manifest, manifest_sha256
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
-from runtime.async_control import AsyncControl
+from runtime.async_control import AsyncControl, check_plan_lasts
 from runtime.config import RunConfig, dump_config
 from runtime.goals import GoalServer, GoalTarget, goal_from_config, goal_from_message
 from runtime.link import protocol
@@ -182,6 +182,11 @@ class ControlLoop:
                 raise ReloadRefused(f"planner.samples: {edit.settings.samples} is more than the "
                                     f"{self.world_model.backend} predictor takes ({limit}, its engine's profile); "
                                     f"restart to build one for it")
+            if self.async_control is not None:
+                try:
+                    check_plan_lasts(edit.settings, self.planner.control_period_s, self.config.loop.max_plan_age_ms)
+                except ValueError as exc:
+                    raise ReloadRefused(str(exc)) from exc
             self.planner.update_settings(edit.settings)
         except (ReloadRefused, ValueError) as exc:
             counters["reload_errors"] += 1

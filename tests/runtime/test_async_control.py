@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from waiting import wait_for
 
 from planning.planner import PlanResult
 from runtime.async_control import TimedPlan
+from runtime.config import dump_config
 from runtime.evaluation.demo import SimControllerProcess, config_against
 from runtime.goals import send_goal
 from runtime.link import protocol
@@ -194,15 +195,6 @@ def test_an_error_in_the_planner_thread_stops_the_robot_and_is_raised_by_the_run
         [("/robot/stop", "runtime exiting")]
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_goal_messages_are_taken_by_the_planner_thread_while_commands_go_on(controller: SimControllerProcess,
                                                                            tmp_path: Path) -> None:
     loop = async_loop(controller, f"runs_dir={tmp_path}", "record=true", goal_endpoint="tcp://127.0.0.1:*")
@@ -210,15 +202,15 @@ def test_goal_messages_are_taken_by_the_planner_thread_while_commands_go_on(cont
     runner.start()
     counters = loop.telemetry.counters
     try:
-        assert _wait(lambda: counters["commands"] > 10, 30)
+        assert wait_for(lambda: counters["commands"] > 10, 30)
         assert loop.goal_endpoint is not None
         other = cv2.imread(str(GOAL.with_name("goal_001.png")))
         send_goal(loop.goal_endpoint, protocol.Goal(seq=0, stamp_send=protocol.now_ns(), image=other, state=None))
-        assert _wait(lambda: counters["goals"] == 1, 10)
+        assert wait_for(lambda: counters["goals"] == 1, 10)
         assert loop.planner.goal is not None and loop.planner.goal.visual is not None
         assert np.allclose(loop.planner.goal.visual, loop.world_model.encode_goal_image(other), atol=1e-6)
         commands = counters["commands"]
-        assert _wait(lambda: counters["commands"] > commands + 10, 10), "the command thread stopped commanding"
+        assert wait_for(lambda: counters["commands"] > commands + 10, 10), "the command thread stopped commanding"
     finally:
         loop.stop_requested.set()
         runner.join(10)
@@ -226,3 +218,24 @@ def test_goal_messages_are_taken_by_the_planner_thread_while_commands_go_on(cont
     assert not runner.is_alive()
     topics = [topic for topic, *_ in iter_messages(Path(summary["run_dir"]) / "run.mcap")]
     assert topics.count("/planner/goal") == 1 and topics.count("/robot/command") == summary["counters"]["commands"]
+
+
+def test_a_reload_to_plans_shorter_than_the_age_limit_is_refused(controller: SimControllerProcess, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """horizon 2 x 50 ms is a 100 ms plan, shorter than loop.max_plan_age_ms 150: the planner keeps its settings."""
+    overrides = ["loop.status_line=false", "loop.planning=async", f"runs_dir={tmp_path}"]
+    config_file = tmp_path / "run.yaml"
+    in_force = config_against(controller, ROOT / "configs" / "demo.yaml", overrides)
+    config_file.write_text(dump_config(in_force))
+    loop = ControlLoop(in_force, config_file=config_file)
+    loop.set_goal_image(cv2.imread(str(GOAL)))
+    counters = loop.telemetry.counters
+    try:
+        config_file.write_text(dump_config(in_force.model_copy(update={
+            "planner": in_force.planner.model_copy(update={"horizon": 2})})))
+        loop.run(duration_s=20.0, until=lambda _state: counters["reload_errors"] > 0)
+        assert (counters["reload_errors"], counters["reloads"]) == (1, 0)
+        assert loop.planner.settings.horizon == 5 and counters["commands"] > 0
+        assert "loop.max_plan_age_ms: 150 ms is longer than a plan lasts (100 ms" in capsys.readouterr().err
+    finally:
+        loop.close()

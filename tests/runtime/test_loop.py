@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import zmq
 from model_faults import demo_with
-from waiting import drive_until
+from waiting import drive_until, wait_for
 
 from runtime.config import RunConfig, load_config
 from runtime.link import protocol
@@ -331,15 +331,6 @@ class ControllerProcess:
         return dict(self._event("exit")["counters"])
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def _next_state(observer: RuntimeLink, condition: Callable[[protocol.State], bool],
                 timeout_s: float = 30.0) -> protocol.State:
     """The first state the controller publishes that meets `condition`."""
@@ -381,9 +372,9 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
     counters = loop.telemetry.counters
     second: ControllerProcess | None = None
     try:
-        assert _wait_for(lambda: counters["commands"] > 10, 60), dict(counters)
+        assert wait_for(lambda: counters["commands"] > 10, 60), dict(counters)
         first.kill()
-        assert _wait_for(lambda: counters["state_outages"] == 1, 10), dict(counters)
+        assert wait_for(lambda: counters["state_outages"] == 1, 10), dict(counters)
         noticed_ns, commands_before = protocol.now_ns(), counters["commands"]
         sent_while_gone = _listen(endpoints["command"], 1.5)
         assert counters["commands"] == commands_before  # from the outage on, only stops
@@ -399,7 +390,7 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
             # The new controller reports the first command it applied: the runtime is back.
             _next_state(observer, lambda state: state.last_command_seq >= 0 and not state.stopped)
         recovered_s = time.monotonic() - ready
-        assert _wait_for(lambda: counters["commands"] > commands_before + 10, 30)
+        assert wait_for(lambda: counters["commands"] > commands_before + 10, 30)
     finally:
         loop.stop_requested.set()
         runner.join(10)
@@ -494,7 +485,7 @@ def test_sigterm_while_the_model_loads_waits_for_the_loop_and_then_stops_it_clea
     process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
     maps = Path(f"/proc/{process.pid}/maps")
     try:
-        assert _wait_for(lambda: process.poll() is None and "onnxruntime" in maps.read_text(), 60)
+        assert wait_for(lambda: process.poll() is None and "onnxruntime" in maps.read_text(), 60)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:
