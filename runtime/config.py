@@ -91,6 +91,9 @@ class LinkSection(_Section):
                                  "robot (missing_state / stale_state); a state stamped this far ahead is dropped "
                                  "(future_states)."
     )
+    command_hz: float = Field(
+        100.0, gt=0, le=1000, description="loop.planning: async: commands per second, each from the newest plan."
+    )
     goal_endpoint: str | None = Field(
         protocol.DEFAULT_GOAL_ENDPOINT,
         description="Where the runtime binds a PULL for goal messages at run time (null: no goal socket).",
@@ -142,6 +145,21 @@ class LoopSection(_Section):
     )
     duration_s: float | None = Field(None, gt=0, description="Stop after this long (default: until SIGINT/SIGTERM).")
     status_line: bool = Field(True, description="Show a live status line on a terminal.")
+    planning: Literal["sync", "async"] = Field(
+        "sync", description="sync: plan and send one command per tick; async: the planner runs in its own thread "
+                            "(at most rate_hz plans per second) and commands go out at link.command_hz from the "
+                            "newest plan (docs/planner.md, Asynchronous planning).")
+    max_plan_age_ms: float = Field(
+        150.0, gt=0, description="loop.planning: async: stop when the newest plan was captured longer ago than this.")
+    interpolation: Literal["hold", "linear"] = Field(
+        "hold", description="loop.planning: async: between a plan's steps, hold each action (what the predictor "
+                            "assumed) or blend linearly to the next.")
+    control_cpu: int | None = Field(
+        None, ge=0, description="loop.planning: async: pin the command thread to this CPU and the planner thread "
+                                "to the others (Linux); null: no pinning.")
+    control_priority: int | None = Field(
+        None, ge=1, le=99, description="loop.planning: async: run the command thread at this SCHED_FIFO real-time "
+                                       "priority (Linux; needs CAP_SYS_NICE or an rtprio limit); null: as any thread.")
 
     @property
     def period_s(self) -> float:

@@ -5,7 +5,9 @@ SIGHUP arrived, reloads the planner section (runtime/reload.py). Whether a tick 
 next planned action is decided by `runtime.tick_decision.decide` from what the tick read, and whether a plan
 may be sent by `judge_model_output` from what the model produced; this module does the reading and the
 carrying out. With `planner.execute_steps` = k > 1 a plan's first k actions go out on k consecutive ticks
-(an action chunk) before the next plan.
+(an action chunk) before the next plan. With `loop.planning: async` the planner runs in a thread of its own and
+commands go out at `link.command_hz` from the newest plan (runtime/async_control.py); this module's pieces
+(reading, planning, sending through the safety filter, recording) serve both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from calibration.camera_file import read_calibration
 from perception.manifest import load_manifest, model_provenance
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
+from runtime.async_control import AsyncControl, check_plan_lasts
 from runtime.channels import (
     COMMAND_TOPIC,
     GOAL_IMAGE_TOPIC,
@@ -55,7 +58,7 @@ StopCondition = Callable[[protocol.State | None], bool]
 
 # Counters this loop adds to the telemetry's own.
 LOOP_COUNTERS = ("plans", "goals", "bad_goals", "no_goal", "reloads", "reload_errors", "deadline_hits",
-                 "wrong_state_dim", "stale_state", "non_finite_model", "state_outages")
+                 "wrong_state_dim", "stale_state", "non_finite_model", "state_outages", "stale_plans")
 # The link's drop counters that the summary carries as they are (its bad_messages add to the source's).
 LINK_DROP_COUNTERS = ("old_states", "future_states", "state_reconnects")
 
@@ -81,16 +84,21 @@ class ControlLoop:
         self.model = model_provenance(manifest)  # model_id and each file's sha256, for the summary
         self.platform = platform_info.collect()  # once, before the loop: its queries take up to seconds
         self.world_model = load_world_model(config, undistort=True)
-        # Each planned action is executed for one loop period, so that is how far a plan shifts per tick.
+        planning_async = config.loop.planning == "async"
+        # Sync: each planned action is executed for one loop period, so that is how far a plan shifts per tick.
+        # Async: commands follow a plan in time, each action for the model's step, as the predictor assumed.
+        plan_step_s = manifest.control_period_s if planning_async else config.loop.period_s
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
-                               self.world_model.action_low, self.world_model.action_high, config.loop.period_s,
+                               self.world_model.action_low, self.world_model.action_high, plan_step_s,
                                rollout=self.world_model.rollout)
+        self.async_control = AsyncControl(self) if planning_async else None  # before any socket: it checks the config
         self.goal: GoalTarget | None = None
         start_goal = goal_from_config(config.goal, self.world_model)
         if start_goal is not None:
             self.set_goal(start_goal)
+        # The rate limit is per command: async commands come every 1 / link.command_hz.
         self.safety = SafetyFilter(self.world_model.action_low, self.world_model.action_high,
-                                   config.safety.max_rate, config.loop.period_s)
+                                   config.safety.max_rate, 1.0 / self.tick_hz)
         self.telemetry = Telemetry()
         for name in LOOP_COUNTERS:
             self.telemetry.counters[name] = 0
@@ -111,7 +119,9 @@ class ControlLoop:
             if self.goal_server is not None:
                 self.goal_server.close()  # free the bound port for a retry in this process
             raise
-        # Where each tick's messages go: the recording and the live view take the same ones.
+        # Where each tick's messages go: the recording and the live view take the same ones, written from both
+        # threads of asynchronous planning under this lock (never held during inference).
+        self._record_lock = threading.Lock()
         self.writers: list[ChannelWriter] = [w for w in (self.recording, self.live_view) if w is not None]
         if self.recording is not None:
             self._start_recording(self.recording)
@@ -131,11 +141,19 @@ class ControlLoop:
         self._chunk_next = 0
         self._chunk_stamp = 0
         self._last_plan_at: float | None = None  # perf_counter of the plan the warm start comes from
-        self._previous_action = np.zeros(self.world_model.action_dim)  # last command in force (0: held still)
+        # After a stop the next plan starts cold; set by whichever thread sends the stop, taken by the planning one.
+        self._warm_start_stale = False
+        # Last command in force (0: held still); replaced, never changed in place, so another thread reads it whole.
+        self._previous_action = np.zeros(self.world_model.action_dim)
         self._wrong_state_shape: tuple[int, int] | None = None  # last (q, dq) sizes reported as not fitting
         self._model_fault: str | None = None  # the non-finite model stage last said, until a plan is finite again
         self._last_status = 0.0
         self._status = config.loop.status_line and sys.stderr.isatty()
+
+    @property
+    def tick_hz(self) -> float:
+        """How often `run` ticks (and `until` is asked): commands per second."""
+        return self.config.link.command_hz if self.config.loop.planning == "async" else self.config.loop.rate_hz
 
     @property
     def goal_endpoint(self) -> str | None:
@@ -183,6 +201,11 @@ class ControlLoop:
                 raise ReloadRefused(f"planner.samples: {edit.settings.samples} is more than the "
                                     f"{self.world_model.backend} predictor takes ({limit}, its engine's profile); "
                                     f"restart to build one for it")
+            if self.async_control is not None:
+                try:
+                    check_plan_lasts(edit.settings, self.planner.control_period_s, self.config.loop.max_plan_age_ms)
+                except ValueError as exc:
+                    raise ReloadRefused(str(exc)) from exc
             self.planner.update_settings(edit.settings)
         except (ReloadRefused, ValueError) as exc:
             counters["reload_errors"] += 1
@@ -224,43 +247,25 @@ class ControlLoop:
     def _send_stop(self, reason: str) -> None:
         seq = self.link.send_stop(reason)
         self.telemetry.counters["stops"] += 1
-        for writer in self.writers:
-            writer.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
+        if self.writers:
+            with self._record_lock:
+                for writer in self.writers:
+                    writer.write_json(STOP_TOPIC, {"seq": seq, "reason": reason}, protocol.now_ns(), seq)
         self._replan()
         if not self._stopped:
             self.safety.reset()
-            self.planner.reset_warm_start()
-            self._last_plan_at = None
-            self._previous_action.fill(0.0)
+            self._warm_start_stale = True
+            self._previous_action = np.zeros(self.world_model.action_dim)
             self._stopped = True
 
     def tick(self) -> None:
-        counters = self.telemetry.counters
         now = time.perf_counter()
-        with self.telemetry.stage("source"):
-            frame = self.source.read_latest(0.0)
-        if frame is not None:
-            self.frame, self._frame_seen = frame, now
-            counters["frames"] += 1
-        with self.telemetry.stage("state"):
-            state = self.link.latest_state()
-        if state is not None:
-            if self._fits_model(state):
-                self.state, self._state_seen = state, now
-                self._wrong_state_shape = None
-            else:
-                counters["wrong_state_dim"] += 1
-                self.state = None  # never plan from an older state once the controller sends ones that do not fit
+        self._read_frame(now)
+        self._read_state(now)
         frame_age_ms = None if self.frame is None else (now - self._frame_seen) * 1000
         state_age_ms = None if self.state is None else (now - self._state_seen) * 1000
         self._note_outage(state_age_ms, now)
-        if self.goal_server is not None:
-            # After the frame is read: a capture takes the newest view, and only a fresh one.
-            fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
-            self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
-        if self.watcher is not None:
-            self._take_config_edit()
-
+        self._take_goal_and_config(frame_age_ms)
         chunk_left = 0 if self._chunk is None else len(self._chunk) - self._chunk_next
         view = TickView(frame_age_ms=frame_age_ms, state_fits=self._wrong_state_shape is None,
                         state_age_ms=state_age_ms,
@@ -271,19 +276,65 @@ class ControlLoop:
         planned = None
         if decision.act is Act.PLAN:
             assert self.frame is not None and self.state is not None  # decide() stops without either
-            decision, planned = self._plan(self.frame, self.state)
+            decision, planned = self._plan(self.frame, self.state, self._previous_action)
+            if planned is not None:
+                self._chunk = planned[1].sequence[: self.config.planner.execute_steps]
+                self._chunk_next = 0
+                self._chunk_stamp = self.frame.stamp_ns
         if decision.act is Act.STOP:
-            if decision.counter is not None:
-                counters[decision.counter] += 1
-            self._send_stop(decision.reason)
+            self._stop_for(decision)
         else:
             assert self.frame is not None and self.state is not None
             self._send_next(self.frame, self.state, planned)
+        self._copy_source_counters()
+        self._copy_link_counters()
+        self._show_live_view()
+
+    def _read_frame(self, now: float) -> None:
+        with self.telemetry.stage("source"):
+            frame = self.source.read_latest(0.0)
+        if frame is not None:
+            self.frame, self._frame_seen = frame, now
+            self.telemetry.counters["frames"] += 1
+
+    def _read_state(self, now: float) -> None:
+        with self.telemetry.stage("state"):
+            state = self.link.latest_state()
+        if state is not None:
+            if self._fits_model(state):
+                self.state, self._state_seen = state, now
+                self._wrong_state_shape = None
+            else:
+                self.telemetry.counters["wrong_state_dim"] += 1
+                self.state = None  # never plan from an older state once the controller sends ones that do not fit
+
+    def _take_goal_and_config(self, frame_age_ms: float | None) -> None:
+        """A goal message and a config edit, if either came (the tick that plans: they change the planner)."""
+        if self.goal_server is not None:
+            # After the frame is read: a capture takes the newest view, and only a fresh one.
+            fresh = self.frame is not None and frame_is_fresh(frame_age_ms, self.config.source.frame_timeout_ms)
+            self._take_goal_message(self.frame.image if fresh and self.frame is not None else None)
+        if self.watcher is not None:
+            self._take_config_edit()
+
+    def _stop_for(self, decision: Decision) -> None:
+        if decision.counter is not None:
+            self.telemetry.counters[decision.counter] += 1
+        self._send_stop(decision.reason)
+
+    def _copy_source_counters(self) -> None:
+        counters = self.telemetry.counters
         counters["drops"] = self.source.dropped
         counters.update(getattr(self.source, "counters", {}))  # a controller's frame stream (its bad_messages below)
+
+    def _copy_link_counters(self) -> None:
+        counters = self.telemetry.counters
         counters["bad_messages"] = self.link.counters.get("bad_messages", 0) + getattr(self.source, "bad_messages", 0)
         for name in LINK_DROP_COUNTERS:  # no dict built per tick
             counters[name] = self.link.counters.get(name, 0)
+
+    def _show_live_view(self) -> None:
+        """The newest frame, state and goal to the live view's viewers, once per tick that sends (either mode)."""
         if self.live_view is not None:
             self.live_view.show(self.frame, self.state, self.goal)
 
@@ -300,9 +351,13 @@ class ControlLoop:
             self.outage_ms.add((now - self._outage_since) * 1000)
             self._outage_since = None
 
-    def _plan(self, frame: SourceFrame,
-              state: protocol.State) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
+    def _plan(self, frame: SourceFrame, state: protocol.State,
+              previous_action: np.ndarray) -> tuple[Decision, tuple[np.ndarray, PlanResult] | None]:
         """Encode and plan, each stage only when the one before gave finite numbers; whether to send the plan."""
+        if self._warm_start_stale:  # a stop since the last plan
+            self._warm_start_stale = False
+            self.planner.reset_warm_start()
+            self._last_plan_at = None
         proprio = self._proprio(state)
         if not np.all(np.isfinite(proprio)):
             return self._judged(ModelOutput(input_finite=False, latent_finite=None, plan_cost=None)), None
@@ -313,7 +368,7 @@ class ControlLoop:
         with self.telemetry.stage("plan"):
             started = time.perf_counter()
             elapsed = None if self._last_plan_at is None else started - self._last_plan_at
-            plan = self.planner.plan(latent, previous_action=self._previous_action, elapsed_s=elapsed)
+            plan = self.planner.plan(latent, previous_action=previous_action, elapsed_s=elapsed)
             self._last_plan_at = started
         self.last_plan = plan
         self.plan_ms.add(plan.ms)
@@ -325,9 +380,6 @@ class ControlLoop:
         decision = self._judged(ModelOutput(input_finite=True, latent_finite=True, plan_cost=plan.cost))
         if decision.act is Act.STOP:
             return decision, None
-        self._chunk = plan.sequence[: self.config.planner.execute_steps]
-        self._chunk_next = 0
-        self._chunk_stamp = frame.stamp_ns
         return decision, (latent, plan)
 
     def _judged(self, output: ModelOutput) -> Decision:
@@ -341,48 +393,64 @@ class ControlLoop:
 
     def _send_next(self, frame: SourceFrame, state: protocol.State,
                    planned: tuple[np.ndarray, PlanResult] | None) -> None:
-        """Send the chunk's next action through the safety filter (a stop if it refuses); record the tick."""
+        """Send the chunk's next action; record the tick."""
         assert self._chunk is not None
-        verdict = self.safety(self._chunk[self._chunk_next])
+        # The capture stamp is the one of the frame the plan came from, also for later actions of a chunk.
+        sent = self._send_action(self._chunk[self._chunk_next], self._chunk_stamp)
         self._chunk_next += 1
+        if sent is not None and self.writers:
+            with self.telemetry.stage("record"), self._record_lock:
+                self._record(sent[0], frame, state, planned, sent[1])
+
+    def _send_action(self, action: np.ndarray, stamp_capture: int) -> tuple[int, np.ndarray] | None:
+        """Send `action` through the safety filter, or a stop if it refuses; the command's seq and what was sent."""
+        verdict = self.safety(action)
         counters = self.telemetry.counters
         counters["clipped"] += verdict.clipped
         counters["rate_limited"] += verdict.rate_limited
         if verdict.action is None:
             self._send_stop(verdict.reason)
-            return
+            return None
         with self.telemetry.stage("send"):
-            # The capture stamp is the one of the frame the plan came from, also for later actions of a chunk.
-            seq = self.link.send_command(verdict.action, self._chunk_stamp, self.config.link.command_ttl_ms)
+            seq = self.link.send_command(verdict.action, stamp_capture, self.config.link.command_ttl_ms)
         counters["commands"] += 1
-        self._previous_action[:] = verdict.action
+        self._previous_action = verdict.action
         self._stopped = False
-        if self.writers:
-            with self.telemetry.stage("record"):
-                self._record(seq, frame, state, planned, verdict.action)
+        return seq, verdict.action
 
     def _record(self, seq: int, frame: SourceFrame, state: protocol.State,
                 planned: tuple[np.ndarray, PlanResult] | None, action: np.ndarray) -> None:
+        plan_facts = {"execute_steps": len(self._chunk) if self._chunk is not None else 0}
+        self._record_plan(seq, frame, state, planned, plan_facts)
+        self._record_command(seq, action)
+
+    def _record_plan(self, seq: int, frame: SourceFrame, state: protocol.State,
+                     planned: tuple[np.ndarray, PlanResult] | None, plan_facts: dict[str, Any]) -> None:
+        """The frame and state a command came from and, when it planned, the latent and the plan, to every writer
+        (the recording and the live view). Under `_record_lock`."""
         stamp = protocol.now_ns()
         messages = [(STATE_TOPIC, state_payload(state))]
         if planned is not None:  # ticks inside an action chunk send a planned action without planning
             latent, plan = planned
-            messages += [(LATENT_TOPIC, {"latent": latent.tolist()}), (PLAN_TOPIC, plan.diagnostics() | {
-                "execute_steps": len(self._chunk) if self._chunk is not None else 0,
+            messages += [(LATENT_TOPIC, {"latent": latent.tolist()}), (PLAN_TOPIC, plan.diagnostics() | plan_facts | {
                 "optimizer": self.config.planner.optimizer})]
-        messages.append((COMMAND_TOPIC, {"seq": seq, "action": action.tolist()}))
         for writer in self.writers:
             writer.write_image(frame.image, frame.stamp_ns, seq)
             for topic, payload in messages:
                 writer.write_json(topic, payload, stamp, seq)
 
+    def _record_command(self, seq: int, action: np.ndarray) -> None:
+        for writer in self.writers:
+            writer.write_json(COMMAND_TOPIC, {"seq": seq, "action": action.tolist()}, protocol.now_ns(), seq)
+
     def _record_goal(self, goal: GoalTarget) -> None:
         """The goal into the recording (the live view shows the current goal every tick)."""
         if self.recording is not None:
-            stamp, seq = protocol.now_ns(), self.telemetry.counters["ticks"]
-            self.recording.write_json(GOAL_TOPIC, goal.message(), stamp, seq)
-            if goal.view is not None:
-                self.recording.write_image(goal.view, stamp, seq, GOAL_IMAGE_TOPIC)
+            with self._record_lock:
+                stamp, seq = protocol.now_ns(), self.telemetry.counters["ticks"]
+                self.recording.write_json(GOAL_TOPIC, goal.message(), stamp, seq)
+                if goal.view is not None:
+                    self.recording.write_image(goal.view, stamp, seq, GOAL_IMAGE_TOPIC)
 
     def _start_recording(self, recording: RecordingWriter) -> None:
         """What a recording starts with: the camera's pose when its calibration has one, the start goal."""
@@ -410,32 +478,39 @@ class ControlLoop:
 
     def run(self, duration_s: float | None = None, until: StopCondition | None = None) -> None:
         """Tick at the configured rate until stopped, `duration_s` passes or `until(state)` is true."""
-        period = self.config.loop.period_s
-        deadline = self.config.loop.deadline_s
         duration_s = duration_s if duration_s is not None else self.config.loop.duration_s
+        with self._reload_on_sighup():
+            if self.async_control is not None:
+                self.async_control.run(duration_s, until)
+            else:
+                self.schedule(self.tick, self.config.loop.period_s, self.config.loop.deadline_s, duration_s, until)
+
+    def schedule(self, tick: Callable[[], None], period_s: float, deadline_s: float, duration_s: float | None,
+                 until: StopCondition | None, running: Callable[[], bool] = lambda: True) -> None:
+        """Call `tick` every `period_s` (timed, counted, a miss when longer than `deadline_s`) until stopped,
+        `duration_s` passes, `until(state)` is true or `running()` is not."""
         started = time.perf_counter()
         next_tick = started
-        with self._reload_on_sighup():
-            while not self.stop_requested.is_set():
-                tick_start = time.perf_counter()
-                self.tick()
-                tick_end = time.perf_counter()
-                tick_s = tick_end - tick_start
-                self.telemetry.tick_ms.add(tick_s * 1000)
-                self.telemetry.counters["ticks"] += 1
-                if tick_s > deadline:
-                    self.telemetry.counters["deadline_misses"] += 1
-                self._show_status(tick_end)
-                if until is not None and until(self.state):
-                    break
-                if duration_s is not None and tick_end - started >= duration_s:
-                    break
-                next_tick += period
-                if next_tick < tick_end:
-                    # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
-                    next_tick = tick_end
-                else:
-                    self.stop_requested.wait(next_tick - tick_end)
+        while not self.stop_requested.is_set() and running():
+            tick_start = time.perf_counter()
+            tick()
+            tick_end = time.perf_counter()
+            tick_s = tick_end - tick_start
+            self.telemetry.tick_ms.add(tick_s * 1000)
+            self.telemetry.counters["ticks"] += 1
+            if tick_s > deadline_s:
+                self.telemetry.counters["deadline_misses"] += 1
+            self._show_status(tick_end)
+            if until is not None and until(self.state):
+                break
+            if duration_s is not None and tick_end - started >= duration_s:
+                break
+            next_tick += period_s
+            if next_tick < tick_end:
+                # Overran: do not try to catch up; the next tick starts now and takes the newest frame.
+                next_tick = tick_end
+            else:
+                self.stop_requested.wait(next_tick - tick_end)
 
     def _show_status(self, now: float) -> None:
         if self._status and now - self._last_status > 0.5:
@@ -471,6 +546,8 @@ class ControlLoop:
             "live_view": self.live_view.address if self.live_view is not None else None,
             "config": json.loads(self.config.model_dump_json()),
         }
+        if self.async_control is not None:
+            summary["async"] = self.async_control.summary()
         return summary
 
     def close(self) -> dict[str, Any]:

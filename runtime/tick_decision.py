@@ -9,6 +9,11 @@ anything), a state too old by its own stamp, no goal: stop with that reason; oth
 chunk is used up, else send its next action. After a plan, `judge_model_output` stops when the model's input
 or output was not finite (the first such stage is named) and otherwise sends the new chunk's first action:
 a plan that could only fall back to holding still is never sent as a command.
+
+With asynchronous planning (runtime/async_control.py) the planner thread decides with `decide` whether to plan,
+and the command thread decides each command with `decide_command`: the same state rules first, then the
+planner's own stop if its newest verdict was one, then no plan yet or a plan older than `loop.max_plan_age_ms`
+(counted as `stale_plans`); otherwise send the plan's action for now.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class Act(enum.Enum):
@@ -33,6 +39,31 @@ class TickView:
     state_trouble: str | None  # what the state stream carried instead of a state since the last one, if anything
     has_goal: bool
     chunk_left: int  # planned actions not sent yet (0: none, or the chunk is used up)
+
+
+class StateView(Protocol):
+    """What a decision reads about the controller's state (a TickView or a CommandView)."""
+
+    @property
+    def state_fits(self) -> bool: ...
+    @property
+    def state_age_ms(self) -> float | None: ...
+    @property
+    def state_stamp_age_ms(self) -> float | None: ...
+    @property
+    def state_trouble(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """What the command thread of asynchronous planning saw before one command."""
+
+    state_fits: bool
+    state_age_ms: float | None
+    state_stamp_age_ms: float | None
+    state_trouble: str | None
+    planner_stop: Decision | None  # the planner thread's newest verdict when it was a stop (then no plan is newer)
+    plan_age_ms: float | None  # since the newest plan's capture; None: no plan (since the last stop)
 
 
 @dataclass(frozen=True)
@@ -55,23 +86,54 @@ def frame_is_fresh(frame_age_ms: float | None, frame_timeout_ms: float) -> bool:
     return frame_age_ms is not None and frame_age_ms <= frame_timeout_ms
 
 
-def decide(view: TickView, *, frame_timeout_ms: float, state_timeout_ms: float) -> Decision:
-    state_missing = view.state_fits and (view.state_age_ms is None or view.state_age_ms > state_timeout_ms)
-    missing_state = Decision(Act.STOP, view.state_trouble or "no controller state", "missing_state")
-    if not frame_is_fresh(view.frame_age_ms, frame_timeout_ms):
-        # No state either: the controller is gone (it may be the camera too), not only the camera.
-        return missing_state if state_missing else Decision(Act.STOP, "no fresh frame", "stale_frames")
+def _state_missing(view: StateView, state_timeout_ms: float) -> bool:
+    return view.state_fits and (view.state_age_ms is None or view.state_age_ms > state_timeout_ms)
+
+
+def _missing_state(view: StateView) -> Decision:
+    return Decision(Act.STOP, view.state_trouble or "no controller state", "missing_state")
+
+
+def _state_stop(view: StateView, state_timeout_ms: float) -> Decision | None:
+    """The stop a state that does not fit, is missing or is stamped too long ago calls for; None: the state is fine."""
     if not view.state_fits:  # counted as wrong_state_dim when each such state arrives
         return Decision(Act.STOP, "controller state does not fit the model")
-    if state_missing:
-        return missing_state
+    if _state_missing(view, state_timeout_ms):
+        return _missing_state(view)
     if view.state_stamp_age_ms is not None and view.state_stamp_age_ms > state_timeout_ms:
         return Decision(Act.STOP, f"controller state stamped {view.state_stamp_age_ms:.0f} ms ago, more than the "
                                   f"{state_timeout_ms:g} ms state timeout (a delayed link, or clocks out of sync)",
                         "stale_state")
+    return None
+
+
+def decide(view: TickView, *, frame_timeout_ms: float, state_timeout_ms: float) -> Decision:
+    if not frame_is_fresh(view.frame_age_ms, frame_timeout_ms):
+        # No state either: the controller is gone (it may be the camera too), not only the camera.
+        return _missing_state(view) if _state_missing(view, state_timeout_ms) \
+            else Decision(Act.STOP, "no fresh frame", "stale_frames")
+    stop = _state_stop(view, state_timeout_ms)
+    if stop is not None:
+        return stop
     if not view.has_goal:
         return Decision(Act.STOP, "no goal", "no_goal")
     return Decision(Act.PLAN if view.chunk_left == 0 else Act.SEND_NEXT)
+
+
+def decide_command(view: CommandView, *, state_timeout_ms: float, max_plan_age_ms: float) -> Decision:
+    """Asynchronous planning: stop, or send the newest plan's action for now (SEND_NEXT)."""
+    stop = _state_stop(view, state_timeout_ms)
+    if stop is not None:
+        return stop
+    if view.planner_stop is not None:
+        return view.planner_stop
+    if view.plan_age_ms is None:
+        return Decision(Act.STOP, "waiting for a plan")
+    if view.plan_age_ms > max_plan_age_ms:
+        return Decision(Act.STOP, f"newest plan captured {view.plan_age_ms:.0f} ms ago, more than "
+                                  f"loop.max_plan_age_ms ({max_plan_age_ms:g} ms): the planner is late",
+                        "stale_plans")
+    return Decision(Act.SEND_NEXT)
 
 
 def judge_model_output(output: ModelOutput) -> Decision:

@@ -16,6 +16,16 @@ from runtime.link.protocol import State, now_ns
 from runtime.link.runtime_side import RuntimeLink
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether `condition()` came true within `timeout_s` (checked every 20 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_state(link: RuntimeLink, timeout_s: float) -> State | None:
     """The newest valid state received, waiting up to `timeout_s` for one; None if none came."""
     deadline = time.monotonic() + timeout_s

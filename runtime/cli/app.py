@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from runtime.cli.bench import bench_fuzz, bench_link, bench_model, bench_planner, bench_report, bench_soak
+from runtime.cli.bench import bench_async, bench_fuzz, bench_link, bench_model, bench_planner, bench_report, bench_soak
 from runtime.cli.calibrate import calibrate_app
 from runtime.cli.config import config_schema, config_validate
 from runtime.cli.controller import controller_sim
@@ -66,6 +66,7 @@ bench_app.command("soak")(bench_soak)
 bench_app.command("fuzz")(bench_fuzz)
 bench_app.command("report")(bench_report)
 bench_app.command("link")(bench_link)
+bench_app.command("async")(bench_async)
 app.add_typer(bench_app, name="bench")
 
 keys_app = typer.Typer(help="CURVE key pairs for the link's security (docs/security.md).", no_args_is_help=True)

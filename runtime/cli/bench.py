@@ -1,6 +1,6 @@
-"""`edgeloop bench model | planner | soak | fuzz`: latency per backend; our planners beside pytorch-mppi
+"""`edgeloop bench model | planner | soak | fuzz | async`: latency per backend; our planners beside pytorch-mppi
 (docs/benchmarks.md); memory and latency over a long closed-loop run, and malformed messages at every listening
-socket of the link (docs/reliability.md)."""
+socket of the link (docs/reliability.md); asynchronous planning beside the synchronous loop (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -244,3 +244,47 @@ def bench_link(
         typer.echo(f"{name:10s} round trip p50 {side['p50_us']:.1f} us  p90 {side['p90_us']:.1f} us  "
                    f"p99 {side['p99_us']:.1f} us  ({side['round_trips']} round trips)")
     typer.echo(f"edgeloop / raw pyzmq: {result['ratio_p50']:.2f}x at p50, {result['ratio_p99']:.2f}x at p99")
+
+
+def bench_async(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    goals_: Annotated[int, typer.Option("--goals", min=1, help="Held-out goals per variant.")] = 10,
+    command_hz: Annotated[float, typer.Option(min=1.0, max=1000.0, help="Asynchronous planning's command rate.")]
+    = 100.0,
+    control_cpu: Annotated[int | None, typer.Option(min=0, help="Also: the command thread pinned to this CPU and the "
+                                                                "planner thread to the others (Linux).")] = None,
+    control_priority: Annotated[int | None, typer.Option(min=1, max=99, help="Also: the command thread at this "
+                                                                        "SCHED_FIFO priority (Linux).")] = None,
+    tolerance_m: Annotated[float, typer.Option(min=0.001, help="End-effector distance that counts as reached.")]
+    = 0.05,
+    out: ResultOutOption = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """The demo closed loop against the sim controller process: asynchronous planning (command rate, interval and
+    jitter, plan rate and age, commands per plan) beside the synchronous loop's success on the same goals
+    (docs/benchmarks.md)."""
+    from runtime.config import ConfigError, load_config
+    from runtime.evaluation.async_bench import bench_async as measure
+    from runtime.evaluation.demo import DemoError
+
+    try:
+        run_config = load_config(config, set_ or [])
+        result = measure(config, goals_, set_ or [], command_hz=command_hz, control_cpu=control_cpu,
+                         control_priority=control_priority, tolerance_m=tolerance_m, verbose=not json_)
+    except (ConfigError, DemoError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    if emit_json(result, out, json_, kind="bench-async", config=run_config):
+        return
+    for row in result["variants"]:
+        line = (f"{row['variant']:34s} success {sum(row['reached'])}/{len(row['reached'])} in "
+                f"{row['seconds_per_goal']:.2f} s per goal")
+        if "commands_per_s" in row:
+            line += (f" | commands {row['commands_per_s']:.1f}/s, interval p50 {row['interval_ms_p50']:.2f} ms p99 "
+                     f"{row['interval_ms_p99']:.2f} ms, jitter p99 {row['jitter_ms_p99']:.2f} ms | plans "
+                     f"{row['plans_per_s']:.1f}/s, age p50 {row['plan_age_ms_p50']:.1f} ms p99 "
+                     f"{row['plan_age_ms_p99']:.1f} ms, {row['commands_per_plan']:.2f} commands/plan | differs from "
+                     f"sync on goals {row['disagrees_with_sync']}")
+        else:
+            line += f" | loop {row['counters']['ticks']} ticks, plan p50 {row['plan_ms_p50']:.1f} ms"
+        typer.echo(line)

@@ -161,7 +161,7 @@ def _drive_to_goal(loop: ControlLoop, goal_dir: Path, index: int, goal: dict[str
         raise DemoError(f"{goal_dir / goal['image']}: goal image missing or unreadable")
     loop.set_goal_image(image)
     target = np.asarray(goal["ee"], dtype=np.float64)
-    ticks_to_settle = max(1, round(settle_s * loop.config.loop.rate_hz))
+    ticks_to_settle = max(1, round(settle_s * loop.tick_hz))
     within = 0
 
     def settled(state: protocol.State | None) -> bool:

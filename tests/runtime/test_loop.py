@@ -21,7 +21,7 @@ import pytest
 import zmq
 from foxglove_checks import check_recording_channels, decode_image, live_view_client
 from model_faults import demo_with
-from waiting import drive_until
+from waiting import drive_until, wait_for
 
 from runtime.config import RunConfig, load_config
 from runtime.link import protocol
@@ -333,15 +333,6 @@ class ControllerProcess:
         return dict(self._event("exit")["counters"])
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def _next_state(observer: RuntimeLink, condition: Callable[[protocol.State], bool],
                 timeout_s: float = 30.0) -> protocol.State:
     """The first state the controller publishes that meets `condition`."""
@@ -383,9 +374,9 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
     counters = loop.telemetry.counters
     second: ControllerProcess | None = None
     try:
-        assert _wait_for(lambda: counters["commands"] > 10, 60), dict(counters)
+        assert wait_for(lambda: counters["commands"] > 10, 60), dict(counters)
         first.kill()
-        assert _wait_for(lambda: counters["state_outages"] == 1, 10), dict(counters)
+        assert wait_for(lambda: counters["state_outages"] == 1, 10), dict(counters)
         noticed_ns, commands_before = protocol.now_ns(), counters["commands"]
         sent_while_gone = _listen(endpoints["command"], 1.5)
         assert counters["commands"] == commands_before  # from the outage on, only stops
@@ -401,7 +392,7 @@ def test_sim_controller_killed_9_mid_run_then_restarted_on_its_ports(tmp_path: P
             # The new controller reports the first command it applied: the runtime is back.
             _next_state(observer, lambda state: state.last_command_seq >= 0 and not state.stopped)
         recovered_s = time.monotonic() - ready
-        assert _wait_for(lambda: counters["commands"] > commands_before + 10, 30)
+        assert wait_for(lambda: counters["commands"] > commands_before + 10, 30)
     finally:
         loop.stop_requested.set()
         runner.join(10)
@@ -457,10 +448,12 @@ def _write_config(tmp_path: Path, endpoints: dict[str, str], *extra: str) -> Pat
     return path
 
 
-def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Path) -> None:
-    """A controller whose watchdog would take a minute: only the runtime's stop can hold the arm after SIGTERM."""
+@pytest.mark.parametrize("planning", ["sync", "async"])
+def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Path, planning: str) -> None:
+    """A controller whose watchdog would take a minute: only the runtime's stop can hold the arm after SIGTERM; with
+    asynchronous planning both threads end first (the planner's last plan is never sent after the stop)."""
     controller = ControllerProcess(watchdog_ms=60_000)
-    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
+    process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true", f"loop.planning={planning}"))
     try:
         with RuntimeLink(controller.endpoints["command"], controller.endpoints["state"]) as observer:
             # The runtime has moved the arm for a second or so (its seq counts commands and stops).
@@ -483,7 +476,7 @@ def test_sigterm_while_recording_sends_stop_and_completes_the_mcap(tmp_path: Pat
     assert topics.count("/robot/stop") == summary["counters"]["stops"]
     last_topic, _, _, last = recorded[-1]
     assert last_topic == "/robot/stop" and last["reason"] == "runtime exiting"
-    print(f"figures: SIGTERM while recording: {topics.count('/robot/command')} commands and "
+    print(f"figures: SIGTERM while recording ({planning}): {topics.count('/robot/command')} commands and "
           f"{topics.count('/robot/stop')} stops recorded, as summary.json counts them; last: {last['reason']}")
 
 
@@ -494,7 +487,7 @@ def test_sigterm_while_the_model_loads_waits_for_the_loop_and_then_stops_it_clea
     process = _run_cli(_write_config(tmp_path, controller.endpoints, "record=true"))
     maps = Path(f"/proc/{process.pid}/maps")
     try:
-        assert _wait_for(lambda: process.poll() is None and "onnxruntime" in maps.read_text(), 60)
+        assert wait_for(lambda: process.poll() is None and "onnxruntime" in maps.read_text(), 60)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:

@@ -6,7 +6,16 @@ import dataclasses
 
 import pytest
 
-from runtime.tick_decision import Act, Decision, ModelOutput, TickView, decide, judge_model_output
+from runtime.tick_decision import (
+    Act,
+    CommandView,
+    Decision,
+    ModelOutput,
+    TickView,
+    decide,
+    decide_command,
+    judge_model_output,
+)
 
 TIMEOUTS = {"frame_timeout_ms": 200.0, "state_timeout_ms": 100.0}
 READY = TickView(frame_age_ms=10.0, state_fits=True, state_age_ms=5.0, state_stamp_age_ms=6.0, state_trouble=None,
@@ -106,3 +115,38 @@ def test_a_silent_controller_that_is_also_the_camera_is_missing_state_not_stale_
     never = dataclasses.replace(gone, frame_age_ms=None, state_age_ms=None, state_stamp_age_ms=None)
     assert decide(never, **TIMEOUTS).counter == "missing_state"
     assert decide(dataclasses.replace(gone, state_age_ms=5.0), **TIMEOUTS).counter == "stale_frames"
+
+
+COMMAND_LIMITS = {"state_timeout_ms": 100.0, "max_plan_age_ms": 150.0}
+FRESH_PLAN = CommandView(state_fits=True, state_age_ms=5.0, state_stamp_age_ms=6.0, state_trouble=None,
+                         planner_stop=None, plan_age_ms=40.0)
+
+
+def test_asynchronous_commands_go_out_from_a_fresh_plan_until_it_is_older_than_the_limit() -> None:
+    assert decide_command(FRESH_PLAN, **COMMAND_LIMITS) == Decision(Act.SEND_NEXT)
+    assert decide_command(dataclasses.replace(FRESH_PLAN, plan_age_ms=150.0), **COMMAND_LIMITS).act is Act.SEND_NEXT
+    late = decide_command(dataclasses.replace(FRESH_PLAN, plan_age_ms=150.4), **COMMAND_LIMITS)
+    assert late == Decision(Act.STOP, "newest plan captured 150 ms ago, more than loop.max_plan_age_ms (150 ms): "
+                                      "the planner is late", "stale_plans")
+    assert decide_command(dataclasses.replace(FRESH_PLAN, plan_age_ms=None), **COMMAND_LIMITS) == \
+        Decision(Act.STOP, "waiting for a plan")
+
+
+@pytest.mark.parametrize(("change", "reason", "counter"), [
+    ({"state_fits": False}, "controller state does not fit the model", None),
+    ({"state_age_ms": None}, "no controller state", "missing_state"),
+    ({"state_age_ms": 100.1, "state_trouble": "heartbeats but no state: 2 since 12:00:00.000"},
+     "heartbeats but no state: 2 since 12:00:00.000", "missing_state"),
+    ({"state_stamp_age_ms": 100.4}, STAMP_STALE, "stale_state"),
+])
+def test_asynchronous_commands_stop_on_the_state_first_whatever_the_plan(change: dict[str, object], reason: str,
+                                                                         counter: str | None) -> None:
+    for plan in ({}, {"plan_age_ms": 500.0}, {"planner_stop": Decision(Act.STOP, "no goal", "no_goal")}):
+        view = dataclasses.replace(FRESH_PLAN, **change, **plan)  # type: ignore[arg-type]
+        assert decide_command(view, **COMMAND_LIMITS) == Decision(Act.STOP, reason, counter)
+
+
+def test_the_planner_threads_stop_is_sent_as_it_said_it() -> None:
+    said = Decision(Act.STOP, "no fresh frame", "stale_frames")
+    assert decide_command(dataclasses.replace(FRESH_PLAN, planner_stop=said, plan_age_ms=None),
+                          **COMMAND_LIMITS) == said
