@@ -177,8 +177,29 @@ def per_call_table(named: dict[str, dict[str, Any]]) -> Rows:
     return header, rows
 
 
+def async_table(named: dict[str, dict[str, Any]]) -> Rows:
+    """The synchronous loop and asynchronous planning on the same goals (`edgeloop bench async`)."""
+    header = ["run", "variant", "reached", "s per goal", "commands/s", "interval p50 / p99 ms", "jitter p99 ms",
+              "plans/s", "plan age p50 / p99 ms", "commands per plan", "differs from sync on goals"]
+    rows = []
+    for name, result in named.items():
+        _expect(result, name, "bench-async")
+        for row in result["variants"]:
+            reached = f"{sum(row['reached'])}/{len(row['reached'])}"
+            if "commands_per_s" not in row:  # the synchronous loop: one command a tick
+                rows.append([name, row["variant"], reached, f"{row['seconds_per_goal']:.2f}", "one a tick", "—", "—",
+                             "one a tick", "—", "1", "—"])
+                continue
+            rows.append([name, row["variant"], reached, f"{row['seconds_per_goal']:.2f}",
+                         f"{row['commands_per_s']:.1f}", f"{row['interval_ms_p50']:.2f} / {row['interval_ms_p99']:.2f}",
+                         f"{row['jitter_ms_p99']:.2f}", f"{row['plans_per_s']:.1f}",
+                         f"{row['plan_age_ms_p50']:.1f} / {row['plan_age_ms_p99']:.1f}",
+                         f"{row['commands_per_plan']:.2f}", ", ".join(map(str, row["disagrees_with_sync"])) or "none"])
+    return header, rows
+
+
 TABLES: dict[str, Callable[[dict[str, dict[str, Any]]], Rows]] = {
     "eval": eval_table, "paired": paired_table, "bench-model": bench_model_table,
     "bench-planner": bench_planner_table, "sweep": sweep_table, "demo": demo_table,
-    "link": link_table, "per-call": per_call_table,
+    "link": link_table, "per-call": per_call_table, "async": async_table,
 }
