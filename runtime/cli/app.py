@@ -41,7 +41,6 @@ app.add_typer(controller_app, name="controller")
 app.command("record")(record)
 app.command("train")(train)
 app.command("goals")(goals)
-app.command("export")(export)
 
 goal_app = typer.Typer(help="Goal images and run-time goal switching (docs/goals.md).", no_args_is_help=True)
 goal_app.command("capture")(goal_capture)
@@ -51,6 +50,7 @@ app.add_typer(goal_app, name="goal")
 
 app.add_typer(task_app, name="task")
 app.add_typer(eval_app, name="eval")
+export_app.command("model")(export)
 app.add_typer(export_app, name="export")
 
 app.add_typer(calibrate_app, name="calibrate")

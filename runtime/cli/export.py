@@ -10,7 +10,8 @@ import typer
 
 from runtime.cli.common import fail
 
-export_app = typer.Typer(help="Export a run or recording for other tools (docs/rosbag2.md).", no_args_is_help=True)
+export_app = typer.Typer(help="Export a model again from its weights, or a run or recording for other tools "
+                                "(docs/training.md, docs/rosbag2.md).", no_args_is_help=True)
 
 
 class StorageOption(str, Enum):
