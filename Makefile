@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup sysdeps demo test lint soak bench bench-report model int8 goal-sets task-model clean
+.PHONY: setup sysdeps demo test lint soak bench bench-report model int8 goal-sets task-model task-int8 clean
 
 # System packages: Mesa EGL (and libOpenGL, which PyOpenGL loads) for MuJoCo's offscreen rendering; gcc with
 # the libzmq and msgpack-c headers for the C example controller (docs/examples/controller.c) that the tests
@@ -123,6 +123,12 @@ task-model: setup
 	$(VENV)/bin/edgeloop record --task $(TASK) --out build/episodes/$(TASK) --episodes $(EPISODES) --steps 200 --seed 1
 	$(VENV)/bin/edgeloop train --data build/episodes/$(TASK) --out models/$(TASK) --seed 0 $(TRAINING) --threads 1 \
 	  --scene $(TASK) --task $(TASK)
+
+# A task model's INT8 variant, calibrated on 10 of its expert recordings (run make task-model TASK=... first for
+# them; seconds). INT8 has no rollout model: it steps its predictor (docs/quantization.md).
+task-int8: setup
+	$(VENV)/bin/edgeloop quantize models/$(TASK) --out models/$(TASK)-int8 --no-report \
+	  $(foreach i,0 1 2 3 4 5 6 7 8 9,--calibration build/episodes/$(TASK)/episode_00$(i).mcap)
 
 clean:
 	rm -rf $(VENV) build runs .pytest_cache .mypy_cache .ruff_cache
