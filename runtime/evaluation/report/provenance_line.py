@@ -56,8 +56,9 @@ def provenance_line(named: dict[str, dict[str, Any]], across: Across | None) -> 
     commits = list(dict.fromkeys(_describe_commit(result) for result in results))
     days = sorted({result["provenance"]["utc"][:10] for result in results})
     loads = [result["provenance"].get("load_average", [None])[0] for result in results]
-    load = (f"load average {min(loads):.1f}–{max(loads):.1f} on {first['machine'].get('cpu_count')} cores; "
-            if None not in loads else "")
+    spread = (f"{min(loads):.1f}" if f"{min(loads):.1f}" == f"{max(loads):.1f}"
+              else f"{min(loads):.1f}–{max(loads):.1f}") if None not in loads else None
+    load = f"load average {spread} on {first['machine'].get('cpu_count')} cores; " if spread is not None else ""
     label = f"Comparison across {across}s. " if across is not None else ""
     return (f"<sub>{label}Measured by {commands}. Model {' vs '.join(models)}; machine {' vs '.join(machines)}; "
             f"{versions}; {load}commit {', '.join(commits)}; {' to '.join(dict.fromkeys([days[0], days[-1]]))} UTC."
