@@ -147,6 +147,10 @@ def _efficiency_against_floor(config: RunConfig, results: dict[str, Any]) -> dic
     for entry in results.values():
         entry["efficiency"] = plan_efficiency(flops_per_sample_step(layers), settings.samples, steps,
                                               entry["mean_iterations"], entry["ms_per_plan"], best)
+        entry["efficiency"]["plan_over_arithmetic_by_floor"] = {
+            name: plan_efficiency(flops_per_sample_step(layers), settings.samples, steps, entry["mean_iterations"],
+                                  entry["ms_per_plan"], floor["gflops"])["plan_over_arithmetic"]
+            for name, floor in floors.items()}
     return {"layers": layers, "gflops": best, **floors}
 
 
