@@ -138,6 +138,7 @@ class AsyncControl:
         self._plan_in_use: int | None = None
         self._commands_from_plan = 0
         self._last_send: float | None = None
+        self.planner_cpus: set[int] | None = None  # where the planner thread ran, with loop.control_cpu
 
     # -- the command thread -------------------------------------------------------------------------------
     def run(self, duration_s: float | None, until: StopCondition | None) -> None:
@@ -147,9 +148,13 @@ class AsyncControl:
         deadline = loop.config.loop.deadline_s if loop.config.loop.deadline_ms is not None else period
         self._newest, self._failure, self._last_send = None, None, None
         self._finished.clear()
-        planner = threading.Thread(target=self._plan_until_finished, name="edgeloop-planner", daemon=True)
+        # The CPUs this thread may use before it pins itself: a thread it starts inherits its set, so the planner
+        # thread takes "all but the control CPU" from this, not from its own.
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        planner = threading.Thread(target=self._plan_until_finished, args=(allowed,), name="edgeloop-planner",
+                                   daemon=True)
         switch_interval = sys.getswitchinterval()
-        affinity = self._pin(loop.config.loop.control_cpu, alone=True)
+        affinity = self._pin(loop.config.loop.control_cpu, allowed, alone=True)
         sys.setswitchinterval(GIL_SWITCH_S)
         started = time.perf_counter()
         planner.start()  # before the priority is raised: a new thread takes its creator's scheduling policy
@@ -165,7 +170,7 @@ class AsyncControl:
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
             self.run_s += time.perf_counter() - started
-            self._count_plan_use(None)
+            self._flush_plan_use()
             loop._copy_source_counters()
             loop._copy_link_counters()
         if self._failure is not None:
@@ -192,8 +197,9 @@ class AsyncControl:
         decision = decide_command(view, state_timeout_ms=loop.config.link.state_timeout_ms,
                                   max_plan_age_ms=loop.config.loop.max_plan_age_ms)
         if decision.act is Act.STOP:
+            # The plan in use stays so: commands from it after a brief stop count to it, and it is not recorded
+            # a second time.
             loop._stop_for(decision)
-            self._count_plan_use(None)
         else:
             assert plan is not None and view.plan_age_ms is not None  # decide_command stops without one
             sent = loop._send_action(plan.action_at(now, loop.config.loop.interpolation), plan.stamp_capture)
@@ -207,14 +213,18 @@ class AsyncControl:
         loop._copy_link_counters()
         loop._show_live_view()
 
-    def _count_plan_use(self, plan_id: int | None) -> None:
-        """One more command from `plan_id` (None: none, a stop); a plan's count is kept when another takes over."""
+    def _count_plan_use(self, plan_id: int) -> None:
+        """One more command from `plan_id`; a plan's count is kept when another takes over."""
         if plan_id != self._plan_in_use:
-            if self._plan_in_use is not None:
-                self.commands_per_plan.add(self._commands_from_plan)
-            self._plan_in_use, self._commands_from_plan = plan_id, 0
-        if plan_id is not None:
-            self._commands_from_plan += 1
+            self._flush_plan_use()
+            self._plan_in_use = plan_id
+        self._commands_from_plan += 1
+
+    def _flush_plan_use(self) -> None:
+        """Keep the count of the plan in use (another takes over, or the run ends)."""
+        if self._plan_in_use is not None:
+            self.commands_per_plan.add(self._commands_from_plan)
+        self._plan_in_use, self._commands_from_plan = None, 0
 
     def _note_send(self, sent_at: float, period: float) -> None:
         if self._last_send is not None:
@@ -233,20 +243,21 @@ class AsyncControl:
             loop._record_command(seq, action)
 
     @staticmethod
-    def _pin(cpu: int | None, *, alone: bool) -> set[int] | None:
-        """Pin the calling thread to `cpu` (alone) or to every allowed CPU but it; the affinity it had before."""
-        if cpu is None or not hasattr(os, "sched_setaffinity"):
+    def _pin(cpu: int | None, allowed: set[int] | None, *, alone: bool) -> set[int] | None:
+        """Pin the calling thread to `cpu` (alone) or to every CPU of `allowed` but it; the affinity it had before."""
+        if cpu is None or allowed is None:
             return None
         before = os.sched_getaffinity(0)
-        others = before - {cpu}
+        others = allowed - {cpu}
         os.sched_setaffinity(0, {cpu} if alone or not others else others)
         return before
 
     # -- the planner thread -------------------------------------------------------------------------------
-    def _plan_until_finished(self) -> None:
+    def _plan_until_finished(self, allowed: set[int] | None) -> None:
         loop = self.loop
         try:
-            self._pin(loop.config.loop.control_cpu, alone=False)
+            self._pin(loop.config.loop.control_cpu, allowed, alone=False)
+            self.planner_cpus = os.sched_getaffinity(0) if allowed is not None else None
             next_plan = time.perf_counter()
             while not self._finished.is_set():
                 wait = next_plan - time.perf_counter()

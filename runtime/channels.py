@@ -97,6 +97,9 @@ CHANNELS: dict[str, ChannelSpec] = {spec.topic: spec for spec in (
                      "description": "Planned actions, one per control period, physical units."},
         "execute_steps": {"type": "integer", "description": "How many of them are sent before the next plan."},
         "optimizer": {"type": "string"},
+        "plan_id": {"type": "integer", "description": "Asynchronous planning: the plan's number in the run."},
+        "planning": {"enum": ["async"], "description": "Present under asynchronous planning, whose plan is recorded "
+                                                       "with the first command sent from it."},
     }, ["cost", "iterations", "ms", "sequence"]),
     _json(GOAL_TOPIC, "edgeloop.Goal", "The goal the planner switched to.", {
         "description": {"type": "string"},

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from foxglove_checks import check_recording_channels
 from waiting import wait_for
 
 from planning.planner import PlanResult
@@ -119,6 +120,7 @@ def test_commands_go_out_at_the_command_rate_from_the_newest_plan(controller: Si
     plan_ids = [plan["plan_id"] for plan in plans]
     assert plan_ids == sorted(set(plan_ids)) and 0 < len(plan_ids) <= counters["plans"]
     assert all(plan["planning"] == "async" for plan in plans)
+    check_recording_channels(Path(summary["run_dir"]) / "run.mcap")  # every message fits its channel's schema
 
 
 def test_plans_older_than_the_limit_are_never_sent(controller: SimControllerProcess, tmp_path: Path) -> None:
@@ -157,6 +159,20 @@ def test_a_real_time_command_thread_gets_its_scheduling_back_after_the_run(contr
     assert summary["counters"]["commands"] > 0
     assert summary["async"]["control_priority"] == 5 and summary["async"]["control_cpu"] == 0
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.sched_getaffinity(0)) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to split")
+def test_a_pinned_command_thread_leaves_the_other_cpus_to_the_planner(controller: SimControllerProcess,
+                                                                      tmp_path: Path) -> None:
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    loop = async_loop(controller, f"runs_dir={tmp_path}", f"loop.control_cpu={cpu}")
+    _run(loop, 1.0)
+    summary = loop.close()
+    assert summary["counters"]["commands"] > 0
+    assert loop.async_control is not None and loop.async_control.planner_cpus == allowed - {cpu}
+    assert os.sched_getaffinity(0) == allowed
 
 
 class CameraThatFails(FrameSource):
