@@ -201,6 +201,12 @@ class ControlLoop:
                 raise ReloadRefused(f"planner.samples: {edit.settings.samples} is more than the "
                                     f"{self.world_model.backend} predictor takes ({limit}, its engine's profile); "
                                     f"restart to build one for it")
+            rollout = self.world_model.rollout_engine
+            steps = edit.settings.horizon * edit.settings.action_block
+            if rollout is not None and rollout.max_steps is not None and steps > rollout.max_steps:
+                raise ReloadRefused(f"planner.horizon x planner.action_block: {steps} steps is more than the "
+                                    f"{self.world_model.backend} rollout takes ({rollout.max_steps}, its engine's "
+                                    f"profile); restart to build one for it")
             if self.async_control is not None:
                 try:
                     check_plan_lasts(edit.settings, self.planner.control_period_s, self.config.loop.max_plan_age_ms)

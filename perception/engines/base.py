@@ -21,6 +21,8 @@ class Engine(ABC):
     outputs: list[TensorSpec]
     # Largest batch this engine runs (TensorRT: its optimization profile); None: any batch.
     max_batch: int | None = None
+    # A rollout engine's most steps in one call (TensorRT: its horizon profile); None: any number.
+    max_steps: int | None = None
 
     def __init__(self, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
         self.name = name

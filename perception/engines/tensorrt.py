@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from perception.engines.base import Engine, EngineError
-from perception.manifest import ModelFile, TensorSpec
+from perception.manifest import ROLLOUT_ACTIONS, ModelFile, TensorSpec
 
 
 class EngineLoadError(EngineError):
@@ -74,6 +74,8 @@ class TensorRTEngine(Engine):
             raise
         self._session, self._worker = session, worker
         self.max_batch = min(high for _low, high in self.batch_limits.values())
+        actions = session.largest.get(ROLLOUT_ACTIONS)  # a rollout model's [batch, steps, action]
+        self.max_steps = actions[1] if actions is not None and len(actions) == 3 else None
         # Close on the owning thread when the engine is dropped or the interpreter exits, whichever comes first.
         self._finalizer = weakref.finalize(self, worker.stop, session.close)
 
@@ -104,6 +106,7 @@ class _Session:
         self._device: dict[str, int] = {}
         self._shapes: tuple[tuple[int, ...], ...] = ()  # the input shapes set in the context
         self._output_shapes: dict[str, tuple[int, ...]] = {}
+        self.largest: dict[str, tuple[int, ...]] = {}  # each input's largest profile shape, once opened
         self._graphs: dict[tuple[tuple[int, ...], ...], object] = {}  # per input shapes; only the current kept
 
     def open(self, engine_bytes: bytes) -> dict[str, tuple[int, int]]:
@@ -128,6 +131,7 @@ class _Session:
         for name in inputs:
             low, _opt, high = engine.get_tensor_profile_shape(name, 0)
             limits[name] = (int(low[0]), int(high[0]))
+            self.largest[name] = tuple(int(size) for size in high)
             # Largest shapes, so every output's largest shape is known.
             if not context.set_input_shape(name, high):
                 raise EngineLoadError(f"{self._name}: TensorRT refused the profile's largest shape {tuple(high)} "

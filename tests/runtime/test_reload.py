@@ -184,3 +184,24 @@ def test_more_samples_than_the_engine_takes_are_refused_until_a_restart(tmp_path
     finally:
         loop.close()
         controller.stop()
+
+
+def test_more_rollout_steps_than_the_engine_takes_are_refused_until_a_restart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    controller = SimControllerThread()
+    loop, config_file, config = _watching_loop(controller, tmp_path)
+    assert loop.world_model.rollout_engine is not None
+    loop.world_model.rollout_engine.max_steps = 10  # what a TensorRT rollout built for 5 steps reports
+    counters = loop.telemetry.counters
+    try:
+        _write(config_file, _edited(config, "planner.horizon=6", "planner.action_block=2"))
+        give_up = time.monotonic() + 10
+        while counters["reload_errors"] == 0 and time.monotonic() < give_up:
+            loop.tick()
+            time.sleep(0.02)
+        assert (counters["reload_errors"], counters["reloads"]) == (1, 0)
+        assert (loop.planner.settings.horizon, loop.planner.settings.action_block) == (5, 1)
+        assert "12 steps is more than the onnxruntime rollout takes (10" in capsys.readouterr().err
+    finally:
+        loop.close()
+        controller.stop()

@@ -44,7 +44,8 @@ def test_a_bench_result_names_its_model_files_config_machine_commit_and_command(
     assert found["config"]["loop"]["rate_hz"] > 0
     assert found["command"] == "edgeloop " + " ".join(args)
     assert found["git"]["commit"] == _git("rev-parse", "HEAD")
-    assert found["git"]["dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))
+    assert found["git"]["dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                              ":!docs/results", ":!docs/benchmarks.md"))
     assert found["machine"]["cpu_count"] == platform_info.collect()["cpu_count"]
     assert found["packages"]["onnxruntime"] and found["packages"]["numpy"]
     assert found["utc"].endswith("+00:00")
