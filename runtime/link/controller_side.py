@@ -173,7 +173,10 @@ class ControllerLink:
             # EVENTS, not recv until zmq.Again: raising costs more than the rest of a command's handling.
             if taken >= POLL_BUDGET_BYTES or not int(self._commands.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 break
-            payload = self._commands.recv(zmq.NOBLOCK)
+            try:
+                payload = self._commands.recv(zmq.NOBLOCK)
+            except zmq.Again:  # EVENTS said one was ready; never wait on the socket whatever it says
+                break
             taken += len(payload)
             accepted = self._accept(payload)
             if accepted is not None:

@@ -240,7 +240,9 @@ def _unpack(payload: bytes, max_bytes: int) -> Any:
     on what it built; a longer one is walked entry by entry, so that nothing is built before it is checked."""
     if len(payload) > MAX_ENTRIES:
         return _Reader(payload, max_bytes).message()
-    value = msgpack.unpackb(payload, raw=False, max_bin_len=max_bytes, max_ext_len=0, strict_map_key=False)
+    # The container limits on the headers, before anything is built (a map's header counts repeated keys too).
+    value = msgpack.unpackb(payload, raw=False, max_str_len=MAX_TEXT_BYTES, max_bin_len=max_bytes, max_ext_len=0,
+                            max_array_len=MAX_VALUES, max_map_len=MAX_KEYS, strict_map_key=False)
     if type(value) in _CONTAINER_TYPES:
         _check_container(value, 0)
     return value

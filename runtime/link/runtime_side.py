@@ -133,7 +133,10 @@ class RuntimeLink:
         self._redial.check()
         # EVENTS, not recv until zmq.Again: raising costs more than the rest of a state's handling.
         while int(self._states.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            payload = self._states.recv(zmq.NOBLOCK)
+            try:
+                payload = self._states.recv(zmq.NOBLOCK)
+            except zmq.Again:  # EVENTS said one was ready; never wait on the socket whatever it says
+                return
             try:
                 message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
             except protocol.ProtocolError as exc:

@@ -194,3 +194,13 @@ def test_expiry_is_checked_against_the_receivers_clock() -> None:
 def test_encode_refuses_images_that_are_not_bgr8() -> None:
     with pytest.raises(ProtocolError, match="image must be uint8"):
         protocol.encode(Frame(seq=0, stamp=0, image=np.zeros((4, 4), dtype=np.uint8)))
+
+
+def test_a_map_header_over_the_key_limit_is_refused_even_when_its_keys_repeat() -> None:
+    # 40 entries, 35 of them the same key: a dict of 5 once built, but the header says 40 (> MAX_KEYS).
+    entries = [("v", 1), ("type", "heartbeat"), ("seq", 0), ("stamp_send", 1)] + [("sender", "x")] * 36
+    payload = b"\xde" + len(entries).to_bytes(2, "big") + b"".join(
+        msgpack.packb(key) + msgpack.packb(value) for key, value in entries)
+    assert len(payload) <= protocol.MAX_ENTRIES  # the fast path's size
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
