@@ -12,6 +12,7 @@ commands go out at `link.command_hz` from the newest plan (runtime/async_control
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,24 +108,37 @@ class ControlLoop:
         endpoint = config.link.goal_endpoint
         image_size = (manifest.image.height, manifest.image.width)  # smaller views over the link are refused
         self.goal_server = GoalServer(endpoint, security, image_size) if endpoint is not None else None
+        # What start-up opened, closed again if a later step fails: ports freed for a retry in this process, the
+        # recording finished. A source or link the caller passed in stays the caller's.
+        opened = contextlib.ExitStack()
         try:
+            if self.goal_server is not None:
+                opened.callback(self.goal_server.close)
             self.source = source or open_source(config.source.uri, pace=config.source.pace, loop=config.source.loop,
                                                 security=security, min_image_size=image_size)
+            if source is None:
+                opened.callback(self.source.close)
             self.link = link or RuntimeLink(config.link.command_endpoint, config.link.state_endpoint,
                                             security=security, state_timeout_ms=config.link.state_timeout_ms)
+            if link is None:
+                opened.callback(self.link.close)
             self.run_dir = new_run_dir(config.runs_dir)
             self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
+            if self.recording is not None:
+                opened.callback(self.recording.close)
             self.live_view = open_live_view(config.live_view)
+            if self.live_view is not None:
+                opened.callback(self.live_view.close)
+            # Where each tick's messages go: the recording and the live view take the same ones, written from both
+            # threads of asynchronous planning under this lock (never held during inference).
+            self._record_lock = threading.Lock()
+            self.writers: list[ChannelWriter] = [w for w in (self.recording, self.live_view) if w is not None]
+            if self.recording is not None:
+                self._start_recording(self.recording)
         except BaseException:
-            if self.goal_server is not None:
-                self.goal_server.close()  # free the bound port for a retry in this process
+            opened.close()
             raise
-        # Where each tick's messages go: the recording and the live view take the same ones, written from both
-        # threads of asynchronous planning under this lock (never held during inference).
-        self._record_lock = threading.Lock()
-        self.writers: list[ChannelWriter] = [w for w in (self.recording, self.live_view) if w is not None]
-        if self.recording is not None:
-            self._start_recording(self.recording)
+        opened.pop_all()
         # Per-plan diagnostics for the summary.
         self.plan_ms, self.plan_iterations, self.plan_spread = LogHistogram(), LogHistogram(), LogHistogram()
         # Each outage of the controller's state: from the last state before it to the first one after, ms.
@@ -558,17 +572,12 @@ class ControlLoop:
 
     def close(self) -> dict[str, Any]:
         """Send stop, close sockets and source, flush the recording, write summary.json; returns the summary."""
-        try:
+        closers = [self.link.close, self.source.close, *(
+            part.close for part in (self.goal_server, self.recording, self.live_view) if part is not None)]
+        with contextlib.ExitStack() as closing:  # each closes even when one before it raises
+            for close in reversed(closers):  # the stack runs them last-in first
+                closing.callback(close)
             self._send_stop("runtime exiting")
-        finally:
-            self.link.close()
-            self.source.close()
-            if self.goal_server is not None:
-                self.goal_server.close()
-            if self.recording is not None:
-                self.recording.close()
-            if self.live_view is not None:
-                self.live_view.close()
         if self._status:
             print(file=sys.stderr)
         summary = self.summary()

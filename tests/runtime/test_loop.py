@@ -592,3 +592,30 @@ def test_a_recorded_run_has_typed_channels_and_its_live_view_shows_camera_plan_a
     assert {"/camera/image", "/robot/state", "/robot/command", "/planner/plan", "/model/latent", "/planner/goal",
             "/planner/goal_image", "/robot/stop"} <= raw.keys()
     assert len(raw["/planner/goal"]) == 1  # the start goal
+
+
+def test_a_start_up_that_fails_after_the_recording_opened_finishes_it_and_frees_the_goal_port(
+        controller: SimControllerThread, tmp_path: Path) -> None:
+    pytest.importorskip("foxglove")
+    import socket
+
+    from mcap.reader import make_reader
+
+    from runtime.live_view import LiveViewError
+
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        goal_port = free.getsockname()[1]
+        free.close()
+        config = loop_config(controller.endpoints, tmp_path, "record=true", "live_view.enabled=true",
+                             f"live_view.port={busy.getsockname()[1]}",
+                             f"link.goal_endpoint=tcp://127.0.0.1:{goal_port}")
+        with pytest.raises(LiveViewError, match=r"live_view\.port"):
+            ControlLoop(config)
+    recording = next(tmp_path.rglob("run.mcap"))
+    with recording.open("rb") as stream:
+        assert make_reader(stream).get_summary() is not None  # finished: its summary and footer were written
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", goal_port))  # the goal server's port was freed
