@@ -345,7 +345,9 @@ class ControlLoop:
     def _copy_source_counters(self) -> None:
         counters = self.telemetry.counters
         counters["drops"] = self.source.dropped
-        counters.update(getattr(self.source, "counters", {}))  # a controller's frame stream (its bad_messages below)
+        for name, count in getattr(self.source, "counters", {}).items():  # a controller's frame stream
+            if name != "bad_messages":  # summed with the link's in _copy_link_counters: never set to a part
+                counters[name] = count
 
     def _copy_link_counters(self) -> None:
         counters = self.telemetry.counters

@@ -92,6 +92,7 @@ def bench_planner(
     from runtime.config import ConfigError, load_config
     from runtime.evaluation.bench import bench_planner as measure
     from runtime.evaluation.bench import sweep_planner
+    from runtime.evaluation.efficiency import EfficiencyError
 
     axes = {"samples": [32, 64, 128, 256, 512], "horizon": [2, 3, 5, 8], "iterations": [1, 2, 3, 5]}
     planners = planner or ["cem", "mppi", "pytorch_mppi"]
@@ -109,7 +110,7 @@ def bench_planner(
                 found = measure(run_config, goals_, planners, tolerance_m=tolerance_m, mppi_noise_std=mppi_noise_std,
                                 mppi_temperature=mppi_temperature, on_goal=bar.advance)
                 result = found
-    except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, ImportError, EfficiencyError) as exc:
         raise fail(str(exc)) from exc
     if emit_json(result, out, json_, kind="bench-planner-sweep" if sweep else "bench-planner", config=run_config):
         return

@@ -108,6 +108,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     """
     model = load_world_model(config)
     manifest = model.manifest
+    layers = predictor_layers(config.model.manifest)  # before the closed loop: a model it cannot count fails now
     goals, goal_dir = load_goal_set(config.model.manifest, goal_count)
     noise_std = config.planner.mppi.noise_std if mppi_noise_std is None else mppi_noise_std
     results: dict[str, Any] = {}
@@ -120,7 +121,7 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
         theirs = results["pytorch_mppi"]["ms_per_plan"]
         for entry in results.values():
             entry["speedup_vs_pytorch_mppi"] = theirs / entry["ms_per_plan"]
-    floor = _efficiency_against_floor(config, results)
+    floor = _efficiency_against_floor(config, layers, results)
     return {
         **model_provenance(manifest),
         "samples": config.planner.samples,
@@ -135,10 +136,10 @@ def bench_planner(config: RunConfig, goal_count: int, planners: list[str], *, mp
     }
 
 
-def _efficiency_against_floor(config: RunConfig, results: dict[str, Any]) -> dict[str, Any]:
-    """NumPy's GEMM throughput at the predictor's shapes and the plan's batch, measured now, and each planner's
-    plan as a fraction of it (its `efficiency`)."""
-    layers = predictor_layers(config.model.manifest)
+def _efficiency_against_floor(config: RunConfig, layers: list[tuple[int, int]],
+                              results: dict[str, Any]) -> dict[str, Any]:
+    """The GEMM throughput at the predictor's shapes and the plan's batch, measured now, and each planner's plan
+    as a fraction of it (its `efficiency`)."""
     settings = config.planner
     floors = {"numpy": gemm_floor(layers, settings.samples, config.model.threads),
               "onnxruntime": engine_gemm_floor(layers, settings.samples, config.model.threads)}

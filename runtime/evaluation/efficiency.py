@@ -61,6 +61,10 @@ def predictor_layers(manifest_path: str | Path) -> list[tuple[int, int]]:
     manifest = load_manifest(manifest_path)
     graph = onnx.load(str(manifest.path_of(manifest.predictor))).graph
     weights = {tensor.name: numpy_helper.to_array(tensor).shape for tensor in graph.initializer}
+    # An INT8 Q/DQ model feeds each weight through a DequantizeLinear: its shape is the quantized initializer's.
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     layers = []
     for node in graph.node:
         if node.op_type not in ("Gemm", "MatMul"):

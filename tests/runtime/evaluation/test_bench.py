@@ -167,3 +167,15 @@ def test_per_call_overhead_times_the_same_plan_three_ways_at_each_horizon() -> N
     assert all({"rollout_model_ms", "stepping_ms", "pytorch_mppi_ms"} <= set(row) for row in rows)
     without = per_call_overhead(config, [2], samples=8, repeats=5, with_pytorch_mppi=False)
     assert "pytorch_mppi_ms" not in without[0] and without[0]["stepping_ms"] > 0
+
+
+def test_the_predictor_arithmetic_is_counted_alike_in_fp32_and_int8() -> None:
+    from runtime.evaluation.efficiency import flops_per_sample_step, predictor_layers
+
+    fp32, int8 = predictor_layers("models/demo/manifest.json"), predictor_layers("models/demo-int8/manifest.json")
+    manifest = load_manifest("models/demo/manifest.json")
+    hidden = fp32[1][0]
+    # concat(latent, action) -> hidden -> hidden -> latent: the demo predictor's three layers.
+    assert fp32 == int8 == [(manifest.latent_dim + manifest.action_dim, hidden), (hidden, hidden),
+                            (hidden, manifest.latent_dim)]
+    assert flops_per_sample_step(fp32) == 2 * sum(a * b for a, b in fp32)
