@@ -96,6 +96,12 @@ class WorldModel:
         """One batched predictor step: latents (N, Z) and physical actions (N, A) -> next latents (N, Z)."""
         return self.predictor.run({PREDICTOR_LATENT: latents, PREDICTOR_ACTION: actions})[PREDICTOR_NEXT]
 
+    @property
+    def planner_rollout(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+        """What a Planner takes as its `rollout`: this model's when one call runs it (a rollout model), else None,
+        so the planner steps `predict` into its own buffers instead of through `rollout`'s stacking."""
+        return self.rollout if self.rollout_engine is not None else None
+
     def rollout(self, latents: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Latents (N, Z) rolled under action sequences (N, S, A) -> every step's latent (N, S, Z).
 

@@ -91,7 +91,7 @@ class ControlLoop:
         plan_step_s = manifest.control_period_s if planning_async else config.loop.period_s
         self.planner = Planner(config.planner, self.world_model.predict, manifest.latent_dim, manifest.visual_dim,
                                self.world_model.action_low, self.world_model.action_high, plan_step_s,
-                               rollout=self.world_model.rollout)
+                               rollout=self.world_model.planner_rollout)
         self.async_control = AsyncControl(self) if planning_async else None  # before any socket: it checks the config
         self.goal: GoalTarget | None = None
         start_goal = goal_from_config(config.goal, self.world_model)

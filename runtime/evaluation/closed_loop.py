@@ -136,7 +136,7 @@ def planner_for(settings: PlannerSettings, model: WorldModel) -> Planner:
     config's `deadline_ms` (which would cut plans by how loaded the machine is) is left out."""
     settings = settings.model_copy(update={"deadline_ms": None})
     return Planner(settings, model.predict, model.latent_dim, model.visual_dim, model.action_low, model.action_high,
-                   model.manifest.control_period_s, rollout=model.rollout)
+                   model.manifest.control_period_s, rollout=model.planner_rollout)
 
 
 def policy_for(name: str, config: RunConfig, model: WorldModel, *, mppi_noise_std: float | None = None,
