@@ -61,6 +61,9 @@ soak: setup
 EL := $(VENV)/bin/edgeloop
 R := docs/results
 PLANNERS := --planner cem --planner icem --planner mppi --planner predictive_sampling
+# The literature's CEM (stable-worldmodel's baselines): 300 samples, top 30, 30 iterations, 5 x 5 steps, 5 executed.
+LITERATURE := --set planner.samples=300 --set planner.cem.elites=30 --set planner.iterations=30 \
+  --set planner.horizon=5 --set planner.action_block=5 --set planner.execute_steps=5
 bench: setup
 	$(EL) demo --goals 50 --out $(R)/demo-fp32.json
 	$(EL) demo --goals 50 --set model.manifest=models/demo-int8/manifest.json --out $(R)/demo-int8.json
@@ -69,8 +72,13 @@ bench: setup
 	$(EL) eval --task reach --set model.manifest=models/demo-int8/manifest.json --out $(R)/reach-k25-int8.json
 	for k in 25 75; do $(EL) eval --task two-room --k $$k $(PLANNERS) --out $(R)/two-room-k$$k.json || exit 1; done
 	$(EL) eval --task two-room --goals 50 --oracle --out $(R)/two-room-k25-oracle.json
+	$(EL) eval --task two-room $(LITERATURE) --out $(R)/two-room-k25-literature.json
+	$(EL) eval --task two-room --set model.manifest=models/two-room-int8/manifest.json \
+	  --out $(R)/two-room-k25-int8.json
 	for k in 25 75; do $(EL) eval --task push-t --k $$k $(PLANNERS) --out $(R)/push-t-k$$k.json || exit 1; done
 	$(EL) eval --task push-t --goals 20 --oracle --out $(R)/push-t-k25-oracle.json
+	$(EL) eval --task push-t $(LITERATURE) --out $(R)/push-t-k25-literature.json
+	$(EL) eval --task push-t --set model.manifest=models/push-t-int8/manifest.json --out $(R)/push-t-k25-int8.json
 	$(EL) eval --task push-t --planner cem --planner pytorch_mppi --set planner.action_block=1 \
 	  --set planner.execute_steps=1 --set planner.horizon=5 --out $(R)/push-t-k25-pytorch-mppi.json
 	for k in 25 75; do $(EL) eval --task arm-push --k $$k $(PLANNERS) --planner pytorch_mppi \
