@@ -92,7 +92,8 @@ bench: setup
 	$(EL) bench model --repeats 300 --backend onnxruntime --set model.manifest=models/demo-int8/manifest.json \
 	  --out $(R)/model-stages-int8.json
 	$(EL) bench link --out $(R)/link.json
-	$(EL) bench async --goals 10 $(if $(filter 0,$(shell id -u)),--control-priority 10) --out $(R)/async.json
+	$(EL) bench async --goals 10 --control-cpu 1 $(if $(filter 0,$(shell id -u)),--control-priority 10) \
+	  --out $(R)/async.json
 	$(EL) bench report
 
 # docs/benchmarks.md again from the stored results alone (seconds).
