@@ -48,7 +48,9 @@ def test_the_fp16_rollout_model_is_made_from_the_fp16_predictor_and_equals_stepp
     for t in range(5):
         z = model.predict(z, np.ascontiguousarray(actions[:, t]))
         expected.append(z)
-    np.testing.assert_allclose(model.rollout(latent, actions), np.stack(expected, axis=1), atol=1e-5, rtol=0)
+    # ONNX Runtime may fuse the FP16 body inside the Scan differently from the standalone predictor: agreement to
+    # within FP16's own resolution (its epsilon, 9.8e-4, relative), not bit for bit.
+    np.testing.assert_allclose(model.rollout(latent, actions), np.stack(expected, axis=1), atol=1e-4, rtol=1e-3)
 
 
 def test_the_weights_are_float16(fp16_model: Manifest) -> None:
