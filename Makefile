@@ -100,8 +100,9 @@ bench: setup
 bench-report: setup
 	$(EL) bench report
 
-# Regenerate the shipped demo model, goal images and recorded feed from scratch (about 10 minutes on 2 cores:
-# recording 1.5, training 7-8; docs/training.md).
+# Regenerate the shipped demo model, goal images and recorded feed from scratch (4 minutes on 2 quiet cores, 2026-12:
+# training 2.5 of them; the model files come out byte for byte as shipped, from any folder (the feed differs in its
+# stamps); docs/training.md).
 model: setup
 	rm -rf build/episodes
 	$(VENV)/bin/edgeloop record --out build/episodes --episodes 100 --steps 200 --seed 1
