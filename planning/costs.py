@@ -40,6 +40,7 @@ class RolloutCost:
         self._action_scratch = np.empty((samples, horizon, action_dim), dtype=np.float32)
         self._steps_scratch = np.empty((samples, horizon, max(visual_dim, latent_dim - visual_dim)), dtype=np.float32)
         self._per_step = np.empty((samples, horizon), dtype=np.float32)
+        self._per_step_norm = np.empty((samples, horizon), dtype=np.float32)
 
     def add_actions(self, raw: np.ndarray, samples: np.ndarray, previous: np.ndarray | None,
                     out: np.ndarray) -> None:
@@ -90,7 +91,8 @@ class RolloutCost:
         per_step = self._per_step
         if term.distance == "cosine":
             similarity = np.einsum("nhz,z->nh", part, target, out=per_step, casting="same_kind")
-            norm = np.sqrt(np.einsum("nhz,nhz->nh", part, part))
+            norm = np.einsum("nhz,nhz->nh", part, part, out=self._per_step_norm, casting="same_kind")
+            np.sqrt(norm, out=norm)
             norm *= np.linalg.norm(target)
             similarity /= np.maximum(norm, _EPS, out=norm)
             out += term.weight * (per_step.shape[1] - per_step.sum(axis=1))

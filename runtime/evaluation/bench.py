@@ -143,16 +143,15 @@ def _efficiency_against_floor(config: RunConfig, layers: list[tuple[int, int]],
     settings = config.planner
     floors = {"numpy": gemm_floor(layers, settings.samples, config.model.threads),
               "onnxruntime": engine_gemm_floor(layers, settings.samples, config.model.threads)}
-    best = max(floor["gflops"] for floor in floors.values())
+    best = max(floors, key=lambda name: floors[name]["gflops"])
     steps = settings.horizon * settings.action_block  # predictor calls per iteration
+    flops = flops_per_sample_step(layers)
     for entry in results.values():
-        entry["efficiency"] = plan_efficiency(flops_per_sample_step(layers), settings.samples, steps,
-                                              entry["mean_iterations"], entry["ms_per_plan"], best)
-        entry["efficiency"]["plan_over_arithmetic_by_floor"] = {
-            name: plan_efficiency(flops_per_sample_step(layers), settings.samples, steps, entry["mean_iterations"],
-                                  entry["ms_per_plan"], floor["gflops"])["plan_over_arithmetic"]
-            for name, floor in floors.items()}
-    return {"layers": layers, "gflops": best, **floors}
+        by_floor = {name: plan_efficiency(flops, settings.samples, steps, entry["mean_iterations"],
+                                          entry["ms_per_plan"], floor["gflops"]) for name, floor in floors.items()}
+        entry["efficiency"] = by_floor[best] | {"plan_over_arithmetic_by_floor": {
+            name: efficiency["plan_over_arithmetic"] for name, efficiency in by_floor.items()}}
+    return {"layers": layers, "gflops": floors[best]["gflops"], **floors}
 
 
 def sweep_planner(config: RunConfig, goal_count: int, axes: dict[str, list[int]], *,

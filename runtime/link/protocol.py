@@ -219,8 +219,7 @@ class _Reader:
         marker = self._marker()
         if marker not in _MAPS and marker not in _ARRAYS:
             return self._unpacker.unpack()
-        if depth == MAX_DEPTH:
-            raise ProtocolError(f"containers nested deeper than {MAX_DEPTH} levels exceed the limit")
+        _check_depth(depth)
         if marker in _ARRAYS:
             length = self._unpacker.read_array_header()
             self._count(length, MAX_VALUES, "array")
@@ -230,7 +229,7 @@ class _Reader:
         body: dict[str, Any] = {}
         for _ in range(length):
             if self._marker() not in _STRS:
-                raise ProtocolError("map keys must be msgpack str")
+                raise ProtocolError(_KEYS_NOT_STR)
             key = self._unpacker.unpack()
             body[key] = self._value(depth + 1)
         return body
@@ -251,24 +250,26 @@ def _unpack(payload: bytes, max_bytes: int) -> Any:
 
 
 def _check_container(value: dict[Any, Any] | list[Any], depth: int) -> None:
-    """The limits _Reader applies while walking, applied to a container already built (in the same words)."""
-    if depth == MAX_DEPTH:
-        raise ProtocolError(f"containers nested deeper than {MAX_DEPTH} levels exceed the limit")
+    """What msgpack's own limits do not cover, on a container already built: its depth and str keys, as _Reader
+    checks them while walking (the entry counts msgpack checked on each header)."""
+    _check_depth(depth)
     if type(value) is dict:
-        if len(value) > MAX_KEYS:
-            raise ProtocolError(f"map of {len(value)} entries exceeds the limit of {MAX_KEYS}")
         if not all(type(key) is str for key in value):
-            raise ProtocolError("map keys must be msgpack str")
+            raise ProtocolError(_KEYS_NOT_STR)
         items: Any = value.values()
     else:
-        if len(value) > MAX_VALUES:
-            raise ProtocolError(f"array of {len(value)} entries exceeds the limit of {MAX_VALUES}")
         items = value
     for item in items:
         if type(item) in _CONTAINER_TYPES:
             _check_container(item, depth + 1)
 
 
+def _check_depth(depth: int) -> None:
+    if depth == MAX_DEPTH:
+        raise ProtocolError(f"containers nested deeper than {MAX_DEPTH} levels exceed the limit")
+
+
+_KEYS_NOT_STR = "map keys must be msgpack str"
 _CONTAINER_TYPES = (dict, list)
 
 
