@@ -56,12 +56,11 @@ def _valid_bodies(stamp: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def malformed(kinds: tuple[str, ...], count: int, max_bytes: int, seed: int = 0) -> Iterator[bytes]:
-    """`count` near-valid messages of `kinds` that the decoder refuses under `max_bytes`."""
+def near_valid(kinds: tuple[str, ...], seed: int = 0) -> Iterator[bytes]:
+    """Endless valid bodies of `kinds`, each changed a little: some still valid, most not."""
     rng = np.random.default_rng(seed)
     bodies = _valid_bodies(protocol.now_ns())
-    made = 0
-    while made < count:
+    while True:
         body = dict(bodies[kinds[rng.integers(len(kinds))]])
         for _ in range(rng.integers(1, 4)):
             change, keys = rng.integers(5), sorted(body)
@@ -82,6 +81,15 @@ def malformed(kinds: tuple[str, ...], count: int, max_bytes: int, seed: int = 0)
         elif damage == 2:
             at = rng.integers(len(payload))
             payload = payload[:at] + bytes([rng.integers(256)]) + payload[at + 1:]
+        yield payload
+
+
+def malformed(kinds: tuple[str, ...], count: int, max_bytes: int, seed: int = 0) -> Iterator[bytes]:
+    """`count` near-valid messages of `kinds` that the decoder refuses under `max_bytes`."""
+    made = 0
+    for payload in near_valid(kinds, seed):
+        if made == count:
+            return
         try:
             protocol.decode(payload, max_bytes)
         except protocol.ProtocolError:

@@ -22,7 +22,7 @@ from runtime.config import RunConfig
 
 # What decides a result's numbers besides our own code; absent ones are recorded as null.
 PACKAGES = ("edgeloop", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "mujoco", "tensorrt", "pycuda",
-            "opencv-python-headless", "pyzmq", "msgpack", "pydantic", "optuna", "ray", "pytorch-mppi")
+            "opencv-python-headless", "pyzmq", "msgpack", "msgspec", "pydantic", "optuna", "ray", "pytorch-mppi")
 GIT_TIMEOUT_S = 5.0
 REPOSITORY = Path(__file__).resolve().parents[2]
 

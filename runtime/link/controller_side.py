@@ -165,7 +165,8 @@ class ControllerLink:
         """Wait up to timeout_ms for input, drain it all, return the newest valid command or stop."""
         if self._guard is not None:
             self._guard.drain()
-        if self._commands.poll(max(0, int(timeout_ms)), zmq.POLLIN) == 0:
+        # Without a wait, EVENTS below tells as much as a poll, which would cost a second call.
+        if timeout_ms > 0 and self._commands.poll(int(timeout_ms), zmq.POLLIN) == 0:
             return None
         newest: protocol.Command | protocol.Stop | None = None
         taken = 0

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgpack
+import msgspec
 import numpy as np
 
 PROTOCOL_VERSION = 1
@@ -137,6 +138,10 @@ def _image_fields(image: np.ndarray) -> dict[str, Any]:
     }
 
 
+# Byte for byte what msgpack.packb(body, use_bin_type=True) writes (the smallest form of each value), in C.
+_ENCODER = msgspec.msgpack.Encoder()
+
+
 def encode(message: Message) -> bytes:
     """Serialize one message to a single msgpack frame."""
     body: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": message.type, "seq": int(message.seq)}
@@ -176,7 +181,7 @@ def encode(message: Message) -> bytes:
         raise ProtocolError(f"unknown message class {type(message).__name__}")
     if isinstance(message, (Command, Stop)) and message.session is not None:
         body["session"] = message.session
-    return msgpack.packb(body, use_bin_type=True)
+    return _ENCODER.encode(body)
 
 
 _MAPS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}  # fixmap, map 16, map 32
@@ -361,11 +366,107 @@ def _image(body: dict[str, Any], where: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
+# The control streams' fast path: msgspec decodes a command, stop, heartbeat or state that holds exactly the
+# protocol's fields straight into typed structs, in C. Whatever it does not take in full (another type, an extra
+# field, a value out of range or non-finite, a long text, a map over 15 entries) goes to the checked path below,
+# which accepts or refuses it and names the field: the fast path changes the speed, never the outcome
+# (tests/runtime/link/test_protocol_fast_path.py compares the two on valid and malformed messages).
+_Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_BYTES)]  # characters: the bytes are checked after
+_Session = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SESSION_BYTES)]  # "" when absent
+_Values = Annotated[list[float], msgspec.Meta(min_length=1, max_length=MAX_VALUES)]
+
+
+class _Wire(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    v: Literal[1]
+    seq: _Seq
+
+
+class _CommandWire(_Wire, tag="command"):
+    action: _Values
+    stamp_capture: _Int64
+    stamp_send: _Int64
+    ttl_ms: float
+    session: _Session = ""
+
+
+class _StopWire(_Wire, tag="stop"):
+    stamp_send: _Int64
+    reason: _Text
+    session: _Session = ""
+
+
+class _HeartbeatWire(_Wire, tag="heartbeat"):
+    stamp_send: _Int64
+    sender: _Text
+
+
+class _StateWire(_Wire, tag="state"):
+    stamp: _Int64
+    q: _Values
+    dq: _Values
+    ee: Annotated[list[float], msgspec.Meta(max_length=MAX_VALUES)]
+    stopped: bool
+    last_command_seq: Annotated[int, msgspec.Meta(ge=-1, le=INT64_MAX)]
+
+
+_CONTROL_DECODER = msgspec.msgpack.Decoder(_CommandWire | _StopWire | _HeartbeatWire | _StateWire)
+_FIXMAP_FIRST, _FIXMAP_LAST = 0x80, 0x8F  # a map of at most 15 entries: within MAX_KEYS, duplicates included
+
+
+def _finite(values: list[float]) -> bool:
+    return all(map(math.isfinite, values))
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    """Within max_bytes of UTF-8 (a character takes at most 4: short texts are not encoded to tell)."""
+    return len(text) <= max_bytes // 4 or len(text.encode()) <= max_bytes
+
+
+def _decode_control(payload: bytes) -> Message | None:
+    """The message if the fast path takes it in full, else None (the checked path decides)."""
+    if not payload or not _FIXMAP_FIRST <= payload[0] <= _FIXMAP_LAST:
+        return None
+    try:
+        wire = _CONTROL_DECODER.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if type(wire) is _StateWire:
+        if not (_finite(wire.q) and _finite(wire.dq) and _finite(wire.ee)):
+            return None
+        return State(seq=wire.seq, stamp=wire.stamp, q=np.array(wire.q), dq=np.array(wire.dq), ee=np.array(wire.ee),
+                     stopped=wire.stopped, last_command_seq=wire.last_command_seq)
+    if type(wire) is _CommandWire:
+        if not (_finite(wire.action) and math.isfinite(wire.ttl_ms) and wire.ttl_ms > 0
+                and _fits(wire.session, MAX_SESSION_BYTES)):
+            return None
+        return Command(seq=wire.seq, action=np.array(wire.action), stamp_capture=wire.stamp_capture,
+                       stamp_send=wire.stamp_send, ttl_ms=wire.ttl_ms, session=wire.session or None)
+    if type(wire) is _StopWire:
+        if not (_fits(wire.session, MAX_SESSION_BYTES) and _fits(wire.reason, MAX_TEXT_BYTES)):
+            return None
+        return Stop(seq=wire.seq, stamp_send=wire.stamp_send, reason=wire.reason, session=wire.session or None)
+    assert type(wire) is _HeartbeatWire
+    if not _fits(wire.sender, MAX_TEXT_BYTES):
+        return None
+    return Heartbeat(seq=wire.seq, stamp_send=wire.stamp_send, sender=wire.sender)
+
+
 def decode(payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """Parse and validate one message of at most `max_bytes` (its stream's limit). Raises ProtocolError naming the
     fault; never executes data."""
     if len(payload) > max_bytes:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds the stream's limit of {max_bytes}")
+    if len(payload) <= MAX_CONTROL_BYTES:
+        message = _decode_control(payload)
+        if message is not None:
+            return message
+    return _decode_checked(payload, max_bytes)
+
+
+def _decode_checked(payload: bytes, max_bytes: int) -> Message:
+    """decode's checked path: every field validated in turn, the first fault named."""
     try:
         body = _unpack(payload, max_bytes)
     except ProtocolError:

@@ -20,6 +20,8 @@ from runtime.link.protocol import TRANSPORT_MAX_BYTES
 
 # ZeroMQ reports its own reconnection attempt right after the disconnection; this long without one, it made none.
 GRACE_S = 0.1
+# The monitor is read at most this often: a read costs a ZeroMQ poll, more than the rest of a state's handling.
+CHECK_EVERY_S = 0.02
 _WATCHED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
 
 
@@ -35,10 +37,14 @@ class Redial:
         self._drops = Drops(counters, where, "lost its connection")
         self._monitor = socket.get_monitor_socket(_WATCHED)
         self._dropped_at: float | None = None  # a disconnection not followed by ZeroMQ's own attempt yet
+        self._next_check = 0.0
 
     def check(self) -> None:
         """Dial again if a connection was dropped for good since the last calls; never blocks."""
         now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + CHECK_EVERY_S
         while self._monitor.poll(0):
             if recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED:
                 self._dropped_at = now if self._dropped_at is None else self._dropped_at
