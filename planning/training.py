@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.nn import functional as F
 
 from perception.manifest import ImageSpec
@@ -70,6 +70,18 @@ class TrainSettings(BaseModel):
     covariance_weight: float = Field(0.04, ge=0)
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of episodes held out for metrics.")
     threads: int = Field(2, ge=1)
+    # CUDA trains the same networks on a GPU (docs/training.md, "On a GPU"); bit-reproducible on the CPU only.
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="Torch device: cpu, cuda or cuda:N.")
+
+    @field_validator("device")
+    @classmethod
+    def _device_present(cls, device: str) -> str:
+        if device != "cpu" and not torch.cuda.is_available():
+            raise ValueError(f"torch {torch.__version__} sees no CUDA device (a CPU build of torch, or no GPU): "
+                             f"train on a GPU machine with a CUDA build of torch, or use device cpu")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise ValueError(f"torch sees {torch.cuda.device_count()} CUDA device(s), so there is no {device}")
+        return device
 
 
 @dataclass
@@ -150,6 +162,7 @@ class _Trainer:
     def __init__(self, settings: TrainSettings, config: NetConfig, image: ImageSpec, train: _Dataset) -> None:
         self.settings = settings
         self.config = config
+        self.device = torch.device(settings.device)
         self.preprocess = Preprocessor(image)
         self.encoder = Encoder(config)
         self.predictor = Predictor(config)
@@ -161,19 +174,26 @@ class _Trainer:
         self.state_mean = train.visual_state.mean(axis=0)
         self.state_std = train.visual_state.std(axis=0) + 1e-3
         self.basis = torch.from_numpy(visual_basis(config.visual_dim, train.visual_state.shape[1]))
+        # Moved after the constants are set, so that initialization draws the same numbers on every device.
+        self.encoder.to(self.device)
+        self.predictor.to(self.device)
+        self.basis = self.basis.to(self.device)
         params = [*self.encoder.parameters(), *self.predictor.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
     def visual_target(self, state: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((state - self.state_mean) / self.state_std) @ self.basis.T
+        return self.tensor((state - self.state_mean) / self.state_std) @ self.basis.T
 
     def state_from_visual(self, z_visual: torch.Tensor) -> np.ndarray:
         """The visual state read back from z_visual through the fixed basis (least squares)."""
         normalized = z_visual @ torch.linalg.pinv(self.basis).T
-        return normalized.numpy() * self.state_std + self.state_mean
+        return normalized.cpu().numpy() * self.state_std + self.state_mean
 
     def encode(self, frames: np.ndarray, proprio: np.ndarray) -> torch.Tensor:
-        return self.encoder(torch.from_numpy(self.preprocess(frames)), torch.from_numpy(proprio))
+        return self.encoder(self.tensor(self.preprocess(frames)), self.tensor(proprio))
 
     def losses(self, frames: np.ndarray, proprio: np.ndarray, visual_state: np.ndarray,
                actions: np.ndarray) -> dict[str, torch.Tensor]:
@@ -184,7 +204,7 @@ class _Trainer:
         targets = latents[:, 1:].detach()  # stop-gradient targets
         rollout = []
         current = latents[:, 0]
-        actions_t = torch.from_numpy(actions)
+        actions_t = self.tensor(actions)
         for step in range(ticks - 1):
             current = self.predictor(current, actions_t[:, step])
             rollout.append(current)
@@ -221,7 +241,7 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
     z_train, z_val = _encode_all(trainer, train), _encode_all(trainer, val)
 
     def with_bias(z: torch.Tensor) -> np.ndarray:
-        v = z[:, :visual_dim].numpy().astype(np.float64)
+        v = z[:, :visual_dim].cpu().numpy().astype(np.float64)
         return np.concatenate([v, np.ones((len(v), 1))], axis=1)
 
     weights, *_ = np.linalg.lstsq(with_bias(z_train), train.visual_state.astype(np.float64), rcond=None)
@@ -232,10 +252,10 @@ def _evaluate(trainer: _Trainer, train: _Dataset, val: _Dataset) -> dict[str, An
     spread = z_val.std(dim=0)
     train_spread = z_train.std(dim=0)
     with torch.no_grad():
-        start = torch.from_numpy(val.starts)
-        ticks = start[:, None] + torch.arange(val.horizon + 1)
+        start = trainer.tensor(val.starts)
+        ticks = start[:, None] + torch.arange(val.horizon + 1, device=trainer.device)
         current = z_val[start]
-        actions = torch.from_numpy(val.actions)
+        actions = trainer.tensor(val.actions)
         rmse_visual, rmse_all = [], []
         for step in range(val.horizon):
             current = trainer.predictor(current, actions[ticks[:, step]])
@@ -327,6 +347,8 @@ def train_world_model(episodes: Sequence[EpisodeArrays], settings: TrainSettings
         }
         log("held-out metrics: " + ", ".join(f"{k} {metrics[k]}" for k in (
             "probe_r2", "visual_state_error_mean", "rollout_relative_rmse_visual", "latent_std_min_proprio")))
-        return TrainResult(config, trainer.encoder.eval(), trainer.predictor.eval(), image, metrics, history)
+        # Back on the CPU: export and the reference weights never depend on where training ran.
+        return TrainResult(config, trainer.encoder.cpu().eval(), trainer.predictor.cpu().eval(), image, metrics,
+                           history)
     finally:
         torch.set_num_threads(threads)

@@ -48,6 +48,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over the training windows.")] = 6,
     threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 2,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda or cuda:N (a CUDA build of torch on a GPU "
+                                             "machine; docs/training.md).")] = "cpu",
     time_budget_s: Annotated[float | None, typer.Option(help="Stop after the epoch that crosses this many seconds.")]
     = None,
     scene: Annotated[str, typer.Option(help="The scene the episodes were recorded in: its actions, proprio and "
@@ -64,7 +66,8 @@ def train(
     from runtime.offline.train import NoRecordingsError, train_from_recordings
     from runtime.sim.scene_file import SceneError
 
-    values: dict[str, object] = {"seed": seed, "epochs": epochs, "threads": threads, "time_budget_s": time_budget_s}
+    values: dict[str, object] = {"seed": seed, "epochs": epochs, "threads": threads, "device": device,
+                                 "time_budget_s": time_budget_s}
     try:
         for assignment in set_ or []:
             apply_override(values, assignment)
@@ -72,7 +75,7 @@ def train(
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     except ValidationError as exc:
-        raise fail(format_errors(exc, "training settings (--set)")) from exc
+        raise fail(format_errors(exc, "training settings (options and --set)")) from exc
     try:
         with progress_bar("training") as bar:
             trained = train_from_recordings(data, out, settings, scene=scene, task=task, on_step=bar.update)

@@ -119,3 +119,25 @@ def test_episodes_must_all_carry_a_visual_state_or_none(episodes: list[EpisodeAr
     short_state = EpisodeArrays(e.frames, e.q, e.dq, e.actions, np.zeros((len(e.q) - 1, 3), np.float32))
     with pytest.raises(ValueError, match="episode 0: 47 visual states for 48 ticks"):
         train_world_model([short_state], SETTINGS)
+
+
+def test_the_device_is_named_and_checked_before_any_recording_is_read() -> None:
+    with pytest.raises(ValueError, match="device"):
+        TrainSettings(device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            TrainSettings(device="cuda")
+    assert TrainSettings(device="cpu").device == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA build of torch and an NVIDIA GPU")
+def test_training_on_cuda_gives_cpu_networks_that_predict_as_well(episodes: list[EpisodeArrays],
+                                                                  trained: TrainResult) -> None:
+    on_gpu = train_world_model(episodes, SETTINGS.model_copy(update={"device": "cuda"}), log=lambda line: None)
+    assert next(on_gpu.encoder.parameters()).device.type == "cpu"
+    # Not bit-identical (CUDA's kernels sum in another order), but as good a model.
+    cpu, gpu = trained.history[-1]["prediction"], on_gpu.history[-1]["prediction"]
+    assert gpu < 1.5 * cpu + 1e-4, (gpu, cpu)
+    assert rollout_mse(on_gpu.predictor, on_gpu, episodes[0]) < 1.5 * rollout_mse(trained.predictor, trained,
+                                                                                 episodes[0]) + 1e-4

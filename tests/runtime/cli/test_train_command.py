@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("mujoco")
 
+import torch
+
 from runtime.cli.app import app
 from runtime.sim.explore import record_episodes
 
@@ -38,4 +40,12 @@ def test_a_bad_setting_is_refused_naming_it_before_anything_is_read(tmp_path: Pa
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "model"),
                                       "--set", assignment])
     assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the device is fine")
+def test_a_cuda_device_without_one_is_refused_naming_it_before_anything_is_read(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "model"),
+                                      "--device", "cuda"])
+    assert result.exit_code == 2 and "device" in result.output and "no CUDA device" in result.output, result.output
     assert not (tmp_path / "model").exists()
