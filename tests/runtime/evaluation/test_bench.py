@@ -88,12 +88,19 @@ def test_state_goals_alone_drive_the_arm_with_the_default_cost() -> None:
     assert result["success_rate"] == 1.0, result["goals"]
 
 
-def test_sweep_varies_one_setting_at_a_time() -> None:
+def test_sweep_varies_one_setting_at_a_time_and_each_row_is_that_setting_alone() -> None:
     config = load_config("configs/demo.yaml", ["planner.samples=32", "planner.iterations=1"])
     rows = sweep_planner(config, 1, {"horizon": [2, 3], "samples": [8]})
     assert [(row["varied"], row["samples"], row["horizon"], row["iterations"]) for row in rows] == [
         ("horizon", 32, 2, 1), ("horizon", 32, 3, 1), ("samples", 8, 5, 1)]
-    assert all(0.0 <= row["success_rate"] <= 1.0 and row["ms_per_plan"] > 0 for row in rows)
+    # Each row ran its own settings: every configured iteration, and trajectories that differ between rows...
+    assert all(row["mean_iterations"] == row["iterations"] for row in rows)
+    outcomes = [(row["mean_ticks"], row["mean_final_distance"]) for row in rows]
+    assert len(set(outcomes)) == len(rows), outcomes
+    # ...and a row depends on nothing but its settings and goals: the same settings alone give the same run.
+    again = sweep_planner(config, 1, {"horizon": [3]})[0]
+    assert (again["mean_ticks"], again["mean_final_distance"], again["success_rate"]) == (
+        rows[1]["mean_ticks"], rows[1]["mean_final_distance"], rows[1]["success_rate"])
 
 
 def test_cli_prints_one_json_object_with_an_entry_per_planner() -> None:
