@@ -57,7 +57,7 @@ soak: setup
 
 # Every result behind docs/benchmarks.md, written to docs/results/ with its provenance, then the page regenerated
 # from them (docs/benchmarks.md, How this page is made). Each command runs on its own, one after another, so
-# that plan times are not shared between runs; see docs/benchmarks.md for how long the whole set takes.
+# that plan times are not shared between runs; docs/benchmarks.md says how long the whole set takes.
 EL := $(VENV)/bin/edgeloop
 R := docs/results
 PLANNERS := --planner cem --planner icem --planner mppi --planner predictive_sampling

@@ -67,6 +67,17 @@ def model_files(manifest_path: str | Path) -> dict[str, Any]:
             "name": manifest.name, "precision": manifest.precision, "task": manifest.task, "files": files}
 
 
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (Linux /proc; None elsewhere): a command's run time, since one
+    command writes one result as it ends."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 1)
+
+
 def provenance(config: RunConfig | None, *, manifest: str | Path | None = None,
                argv: list[str] | None = None) -> dict[str, Any]:
     """Everything a reader needs to know where a result came from. `manifest` defaults to the config's model."""
@@ -74,6 +85,7 @@ def provenance(config: RunConfig | None, *, manifest: str | Path | None = None,
     command = ["edgeloop", *(sys.argv[1:] if argv is None else argv)]
     return {
         "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": process_seconds(),
         "command": shlex.join(command),
         "git": git_state(),
         "model": model_files(manifest) if manifest is not None else None,

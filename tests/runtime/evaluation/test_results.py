@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ def test_a_bench_result_names_its_model_files_config_machine_commit_and_command(
     args = ["bench", "model", "--backend", "onnxruntime", "--repeats", "10", "--out", str(out),
             "--set", "planner.samples=16", "--set", "planner.iterations=1"]
     # A real process: the command line recorded is the process's own.
+    started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
+    took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     result = read_result(out)
     assert result["kind"] == "bench-model"
@@ -49,6 +52,7 @@ def test_a_bench_result_names_its_model_files_config_machine_commit_and_command(
     assert found["machine"]["cpu_count"] == platform_info.collect()["cpu_count"]
     assert found["packages"]["onnxruntime"] and found["packages"]["numpy"]
     assert found["utc"].endswith("+00:00")
+    assert took / 2 < found["seconds"] <= took + 0.2  # the command's own run time (clock ticks are 10 ms)
 
 
 def test_without_out_the_result_goes_under_the_runs_folder(tmp_path: Path) -> None:
