@@ -40,6 +40,7 @@ class PytorchMppiPolicy:
                              "samples before scoring them; set planner.cost.bounds.weight=0 for this comparison")
         torch.set_num_threads(threads)
         self._torch, self.device = torch, device
+        self._seed = settings.seed
         self.iterations_done: list[int] = []
         _config, _encoder, predictor = load_reference(weights)
         predictor.eval().to(device)
@@ -60,6 +61,9 @@ class PytorchMppiPolicy:
 
     def set_goal(self, visual_latent: np.ndarray, state_latent: np.ndarray | None = None) -> None:
         self._goal.set(visual_latent, state_latent)
+        # pytorch-mppi samples from torch's global generator: seeded per goal, an episode is the same in every run
+        # and whatever ran before it (ours are seeded by planner.seed alike).
+        self._torch.manual_seed(self._seed)
         self._controller = self._make()
 
     def act(self, latent: np.ndarray) -> np.ndarray:

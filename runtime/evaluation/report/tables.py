@@ -81,9 +81,11 @@ def paired_table(named: dict[str, dict[str, Any]]) -> Rows:
              _interval(*entry["success_interval_95"]), _ms(entry["plan_ms_p50"])]
             for (name, result), (planner, entry) in zip(named.items(), entries, strict=True)]
     low, high = paired.difference_interval
+    plan_ratio = entries[1][1]["plan_ms_p50"] / entries[0][1]["plan_ms_p50"]
     rows.append([f"{name_b} − {name_a}", "", "", f"{_signed_points(paired.difference)} points",
                  f"{_signed_points(low)} to {_signed_points(high)}",
-                 f"only A {paired.only_a}, only B {paired.only_b}, McNemar p {paired.p_value:.2g}"])
+                 f"{plan_ratio:.2f}× A's; only A {paired.only_a}, only B {paired.only_b}, "
+                 f"McNemar p {paired.p_value:.2g}"])
     return header, rows
 
 

@@ -186,3 +186,23 @@ def test_the_predictor_arithmetic_is_counted_alike_in_fp32_and_int8() -> None:
     assert fp32 == int8 == [(manifest.latent_dim + manifest.action_dim, hidden), (hidden, hidden),
                             (hidden, manifest.latent_dim)]
     assert flops_per_sample_step(fp32) == 2 * sum(a * b for a, b in fp32)
+
+
+def test_pytorch_mppi_plays_a_goal_the_same_whatever_ran_before() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("pytorch_mppi")
+    from runtime.evaluation.closed_loop import policy_for
+
+    config = load_config("configs/demo.yaml", ["planner.samples=32"])
+    model = WorldModel(load_manifest(config.model.manifest))
+    rng = np.random.default_rng(0)
+    latent, goal = (rng.standard_normal(model.latent_dim).astype(np.float32) for _ in range(2))
+
+    def first_actions() -> np.ndarray:
+        policy = policy_for("pytorch_mppi", config, model)
+        policy.set_goal(goal[:model.visual_dim])
+        return np.array([policy.act(latent) for _ in range(3)])
+
+    once = first_actions()
+    torch.rand(1000)  # other use of torch's generator in between
+    assert np.array_equal(once, first_actions())

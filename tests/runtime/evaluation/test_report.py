@@ -73,9 +73,10 @@ def test_a_table_refuses_two_models_unless_it_declares_the_comparison(tmp_path: 
 def test_a_paired_table_gives_the_difference_on_the_same_goals(tmp_path: Path, results: Path) -> None:
     page = _page(tmp_path, results, "{{table paired reach reach-int8 compare=model}}\n")
     difference = next(line for line in page.splitlines() if line.startswith("| reach-int8 − reach"))
-    fp32, int8 = (json.loads((results / f"{name}.json").read_text())["planners"]["cem"]["success_rate"]
+    fp32, int8 = (json.loads((results / f"{name}.json").read_text())["planners"]["cem"]
                   for name in ("reach", "reach-int8"))
-    assert f"{(int8 - fp32) * 100:+.1f} points" in difference
+    assert f"{(int8['success_rate'] - fp32['success_rate']) * 100:+.1f} points" in difference
+    assert f"{int8['plan_ms_p50'] / fp32['plan_ms_p50']:.2f}× A's" in difference  # B's plan time against A's
 
 
 @pytest.mark.parametrize(("text", "error"), [
