@@ -81,6 +81,10 @@ bench: setup
 	$(EL) eval --task push-t --set model.manifest=models/push-t-int8/manifest.json --out $(R)/push-t-k25-int8.json
 	$(EL) eval --task push-t --planner cem --planner pytorch_mppi --set planner.action_block=1 \
 	  --set planner.execute_steps=1 --set planner.horizon=5 --out $(R)/push-t-k25-pytorch-mppi.json
+	$(EL) eval --task push-t --planner pytorch_mppi --set planner.action_block=1 --set planner.execute_steps=1 \
+	  --set planner.horizon=15 --out $(R)/push-t-k25-pytorch-mppi-best.json
+	$(EL) eval --task push-t --planner cem --set planner.samples=24 --set planner.cem.elites=4 \
+	  --set planner.iterations=4 --out $(R)/push-t-k25-cem-small.json
 	for k in 25 75; do $(EL) eval --task arm-push --k $$k $(PLANNERS) --planner pytorch_mppi \
 	  --out $(R)/arm-push-k$$k.json || exit 1; done
 	$(EL) bench planner --goals 50 --out $(R)/planner-demo.json
