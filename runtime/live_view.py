@@ -2,7 +2,8 @@
 
 It takes the same messages as the run's recording, on the same topics with the same schemas (runtime/channels.py),
 plus, every tick, the newest camera frame and robot state, so that a stopped robot is still seen, and the goal
-(its latents and view) when it changes and once a second, so that a viewer who connects later sees it too. Nothing is
+(its latents and view) and the camera's pose (when calibrated) when they change and once a second, so that a
+viewer who connects later sees them too. Nothing is
 encoded for a channel no viewer subscribes to: `Channel.has_sinks()`, a check of well under a microsecond, comes
 first, so with no viewer connected the loop pays that check per message and nothing else. Messages go out
 through the SDK's own threads; a slow viewer loses messages, the loop never waits for it.
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.channels import (
+    CAMERA_TRANSFORM_TOPIC,
     CHANNELS,
     GOAL_IMAGE_TOPIC,
     GOAL_TOPIC,
     IMAGE_TOPIC,
     STATE_TOPIC,
+    encode_camera_transform,
     encode_image,
     encode_json,
     state_payload,
@@ -33,7 +36,7 @@ from runtime.sources import SourceFrame
 if TYPE_CHECKING:
     import foxglove
 
-GOAL_REPEAT_S = 1.0
+REPEAT_S = 1.0  # the goal and the camera's pose, for viewers who connect later
 
 
 class LiveViewError(ValueError):
@@ -69,6 +72,8 @@ class LiveView:
         self._goal: GoalTarget | None = None
         self._goal_messages: list[tuple[str, bytes]] = []  # the goal's, encoded once per goal
         self._goal_sent = 0.0  # perf_counter
+        self._base_T_camera: np.ndarray | None = None
+        self._camera_sent = 0.0  # perf_counter
 
     def write_json(self, topic: str, payload: dict[str, Any], stamp_ns: int, sequence: int) -> None:
         channel = self._channels[topic]
@@ -96,10 +101,25 @@ class LiveView:
             self.write_json(STATE_TOPIC, state_payload(state), state.stamp, state.seq)
         if goal is not None:
             self._show_goal(goal)
+        self._show_camera_transform()
+
+    def set_camera_transform(self, base_T_camera: np.ndarray) -> None:
+        """The camera's pose in the robot base frame (4x4, from its calibration), shown from the next tick."""
+        self._base_T_camera = np.array(base_T_camera, dtype=np.float64)
+        self._camera_sent = 0.0
+
+    def _show_camera_transform(self) -> None:
+        now = time.perf_counter()
+        channel = self._channels[CAMERA_TRANSFORM_TOPIC]
+        if self._base_T_camera is None or now - self._camera_sent < REPEAT_S or not channel.has_sinks():
+            return
+        self._camera_sent = now
+        stamp = protocol.now_ns()
+        channel.log(encode_camera_transform(self._base_T_camera, stamp), log_time=stamp)
 
     def _show_goal(self, goal: GoalTarget) -> None:
         now = time.perf_counter()
-        if goal is self._goal and now - self._goal_sent < GOAL_REPEAT_S:
+        if goal is self._goal and now - self._goal_sent < REPEAT_S:
             return
         wanted = [topic for topic in (GOAL_TOPIC, GOAL_IMAGE_TOPIC) if self._channels[topic].has_sinks()]
         if not wanted:

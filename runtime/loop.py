@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.camera_file import read_calibration
+from calibration.camera_file import Extrinsics, read_calibration
 from perception.manifest import load_manifest, model_provenance
 from planning.planner import Planner, PlanResult
 from runtime import platform_info
@@ -133,8 +133,12 @@ class ControlLoop:
             # threads of asynchronous planning under this lock (never held during inference).
             self._record_lock = threading.Lock()
             self.writers: list[ChannelWriter] = [w for w in (self.recording, self.live_view) if w is not None]
+            camera = config.calibration.camera
+            extrinsics = read_calibration(camera).extrinsics if camera is not None else None
             if self.recording is not None:
-                self._start_recording(self.recording)
+                self._start_recording(self.recording, extrinsics)
+            if self.live_view is not None and extrinsics is not None:
+                self.live_view.set_camera_transform(extrinsics.base_T_camera)
         except BaseException:
             opened.close()
             raise
@@ -474,10 +478,8 @@ class ControlLoop:
                 if goal.view is not None:
                     self.recording.write_image(goal.view, stamp, seq, GOAL_IMAGE_TOPIC)
 
-    def _start_recording(self, recording: RecordingWriter) -> None:
+    def _start_recording(self, recording: RecordingWriter, extrinsics: Extrinsics | None) -> None:
         """What a recording starts with: the camera's pose when its calibration has one, the start goal."""
-        camera = self.config.calibration.camera
-        extrinsics = read_calibration(camera).extrinsics if camera is not None else None
         if extrinsics is not None:
             recording.write_camera_transform(extrinsics.base_T_camera, protocol.now_ns())
         if self.goal is not None:

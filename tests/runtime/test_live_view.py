@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from foxglove_checks import decode_image, live_view_client
 
-from runtime.channels import CHANNELS, GOAL_IMAGE_TOPIC, GOAL_TOPIC, IMAGE_TOPIC, STATE_TOPIC
+from runtime.channels import CAMERA_TRANSFORM_TOPIC, CHANNELS, GOAL_IMAGE_TOPIC, GOAL_TOPIC, IMAGE_TOPIC, STATE_TOPIC
 from runtime.config import LiveViewSection
 from runtime.goals import GoalTarget
 from runtime.link import protocol
@@ -90,3 +90,25 @@ def test_without_foxglove_sdk_the_error_names_the_extra(monkeypatch: pytest.Monk
     with pytest.raises(LiveViewError, match=r"live_view.enabled: the live view needs foxglove-sdk: "
                                             r"pip install 'edgeloop\[observe\]'"):
         LiveView(LiveViewSection(enabled=True, port=0))
+
+
+def test_a_calibrated_camera_pose_reaches_a_viewer_and_is_repeated_for_late_ones(live_view: LiveView) -> None:
+    from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
+
+    base_T_camera = np.eye(4)
+    base_T_camera[:3, 3] = [0.4, -0.1, 1.2]
+    live_view.set_camera_transform(base_T_camera)
+    with live_view_client(live_view.port) as client:
+        client.wait_for_channels({CAMERA_TRANSFORM_TOPIC})
+        client.subscribe(CAMERA_TRANSFORM_TOPIC)
+        message = None
+        for _ in range(200):  # until the subscription has reached the server's thread
+            live_view.show(None, None, None)
+            if (message := client.receive(0.02)) is not None:
+                break
+        assert message is not None and message[0] == CAMERA_TRANSFORM_TOPIC
+        transform = FrameTransform.FromString(message[2])
+        assert (transform.translation.x, transform.translation.y, transform.translation.z) == (0.4, -0.1, 1.2)
+        assert transform.rotation.w == 1.0
+        live_view.show(None, None, None)  # within the repeat period: nothing more
+        assert client.receive(0.2) is None
