@@ -48,6 +48,7 @@ from runtime.link import protocol
 from runtime.link.runtime_side import RuntimeLink
 from runtime.live_view import open_live_view
 from runtime.recording import RecordingWriter
+from runtime.recording_thread import BackgroundRecording
 from runtime.reload import ConfigWatcher, ReloadRefused
 from runtime.safety import SafetyFilter
 from runtime.sources import FrameSource, SourceFrame, open_source
@@ -123,7 +124,9 @@ class ControlLoop:
             if link is None:
                 opened.callback(self.link.close)
             self.run_dir = new_run_dir(config.runs_dir)
-            self.recording = RecordingWriter(self.run_dir / "run.mcap") if config.record else None
+            # Written on its own thread: encoding frames never takes time from a tick or a command.
+            self.recording = BackgroundRecording(RecordingWriter(self.run_dir / "run.mcap")) if config.record \
+                else None
             if self.recording is not None:
                 opened.callback(self.recording.close)
             self.live_view = open_live_view(config.live_view)
@@ -478,7 +481,7 @@ class ControlLoop:
                 if goal.view is not None:
                     self.recording.write_image(goal.view, stamp, seq, GOAL_IMAGE_TOPIC)
 
-    def _start_recording(self, recording: RecordingWriter, extrinsics: Extrinsics | None) -> None:
+    def _start_recording(self, recording: BackgroundRecording, extrinsics: Extrinsics | None) -> None:
         """What a recording starts with: the camera's pose when its calibration has one, the start goal."""
         if extrinsics is not None:
             recording.write_camera_transform(extrinsics.base_T_camera, protocol.now_ns())
@@ -568,6 +571,9 @@ class ControlLoop:
                      "outage_s_total": self.outage_ms.total / 1000},
             "run_dir": str(self.run_dir),
             "live_view": self.live_view.address if self.live_view is not None else None,
+            "recording": None if self.recording is None else {
+                "file": str(self.recording.path), "messages": self.recording.written,
+                "dropped": self.recording.dropped},
             "config": json.loads(self.config.model_dump_json()),
         }
         if self.async_control is not None:

@@ -104,8 +104,12 @@ def test_closed_loop_sends_commands_and_writes_summary(controller: SimController
     assert written["config"]["planner"]["samples"] == 256
     assert load_config(Path(summary["run_dir"]) / "config.yaml") == loop.config
 
-    topics = {topic for topic, *_ in iter_messages(Path(summary["run_dir"]) / "run.mcap")}
+    recorded = list(iter_messages(Path(summary["run_dir"]) / "run.mcap"))
+    topics = {topic for topic, *_ in recorded}
     assert {"/camera/image", "/robot/state", "/robot/command", "/planner/plan", "/model/latent"} <= topics
+    # Written by the recording's own thread, every message queued by the loop is in the file once it is closed.
+    assert written["recording"] == {"file": str(Path(summary["run_dir"]) / "run.mcap"), "messages": len(recorded),
+                                    "dropped": 0}
     assert {"plans", "plan_ms_p50", "plan_ms_p99", "iterations_mean", "deadline_hits", "spread_mean"} \
         <= written["planner"].keys()
     assert written["planner"]["plans"] == counters["commands"]  # execute_steps 1: one plan per command
