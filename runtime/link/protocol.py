@@ -8,6 +8,9 @@ Decoding time is bounded before anything is built: a message is refused when it 
 limit (`decode`'s `max_bytes`: `MAX_CONTROL_BYTES` on the command and state streams, `MAX_MESSAGE_BYTES` on the
 frame and goal streams), and, while it is unpacked, when any array, map, string, nesting or the message's count
 of entries goes beyond the limits below; a refused message costs its length check and the entries read so far.
+A message of at most MAX_CONTROL_BYTES is first offered to the fast path (one msgspec call into typed structs,
+below), which takes only exact, valid control messages; within that size its attempt costs at most the
+decoding of 64 KiB.
 """
 
 from __future__ import annotations
