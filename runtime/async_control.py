@@ -211,7 +211,6 @@ class AsyncControl:
                     self._record(sent[0], plan, sent[1], first_use)
         self._note_send(time.perf_counter(), 1.0 / loop.config.link.command_hz)
         loop._copy_link_counters()
-        loop._show_live_view()
 
     def _count_plan_use(self, plan_id: int) -> None:
         """One more command from `plan_id`; a plan's count is kept when another takes over."""
@@ -266,6 +265,8 @@ class AsyncControl:
                 started = time.perf_counter()
                 next_plan = max(next_plan + loop.config.loop.period_s, started)
                 self._newest = self._plan(started)
+                # Here, not in the command thread: a new frame's JPEG for the viewers costs milliseconds.
+                loop._show_live_view()
         except BaseException as exc:  # raised by run() in the command thread, which stops the robot first
             self._failure = exc
 

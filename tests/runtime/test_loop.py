@@ -564,13 +564,15 @@ def test_replay_config_runs_open_loop_on_the_shipped_feed(controller: SimControl
     assert controller.stop()["commands_applied"] > 0
 
 
+@pytest.mark.parametrize("planning", ["sync", "async"])
 def test_a_recorded_run_has_typed_channels_and_its_live_view_shows_camera_plan_and_commands(
-        controller: SimControllerThread, tmp_path: Path) -> None:
+        controller: SimControllerThread, tmp_path: Path, planning: str) -> None:
     """A real run with `record` and `live_view` on: a Foxglove client receives the camera, plans and commands
-    while it goes, and the recording reads back with Foxglove's schemas and typed JSON Schemas on every channel."""
+    while it goes, and the recording reads back with Foxglove's schemas and typed JSON Schemas on every channel.
+    Planning asynchronously, the planner thread shows the viewers and the recording thread writes the file."""
     pytest.importorskip("foxglove")  # the observe extra
     loop = ControlLoop(loop_config(controller.endpoints, tmp_path, "record=true", "live_view.enabled=true",
-                                   "live_view.port=0"))
+                                   "live_view.port=0", f"loop.planning={planning}"))
     assert loop.live_view is not None
     wanted = {"/camera/image", "/planner/plan", "/robot/command", "/planner/goal_image"}
     received: dict[str, bytes] = {}
