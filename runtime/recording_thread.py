@@ -55,15 +55,18 @@ class BackgroundRecording:
                     self._error = exc
         self._writer.close()
 
-    def _put(self, write: Callable[[], None]) -> None:
+    def _raise_if_stopped(self) -> None:
         if self._error is not None:
             raise RecordingThreadError(f"{self.path}: the recording stopped: {self._error}") from self._error
+
+    def _put(self, write: Callable[[], None]) -> None:
+        self._raise_if_stopped()
         try:
             self._queue.put_nowait(write)
         except queue.Full:
             if self.dropped == 0:
-                log.warning("%s: the recording falls behind (%d messages waiting): messages are dropped, counted as "
-                            "recording_dropped in the summary", self.path, self._queue.maxsize)
+                log.warning("%s: the recording falls behind (%d messages waiting): messages are dropped, counted in "
+                            "summary.json as recording.dropped", self.path, self._queue.maxsize)
             self.dropped += 1
 
     def write_json(self, topic: str, payload: dict[str, Any], stamp_ns: int, sequence: int) -> None:
@@ -81,5 +84,4 @@ class BackgroundRecording:
             self._closed = True
             self._queue.put(None)  # blocking: everything queued before it is written first
             self._thread.join()
-        if self._error is not None:
-            raise RecordingThreadError(f"{self.path}: the recording stopped: {self._error}") from self._error
+        self._raise_if_stopped()
