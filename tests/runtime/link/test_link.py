@@ -409,3 +409,44 @@ def test_the_link_benchmark_times_both_sides_on_real_sockets_in_alternating_bloc
         seq=0, action=np.full(2, 0.25), stamp_capture=now, stamp_send=now, ttl_ms=2000.0, session="0" * 16)))
     assert ours["p50_us"] <= ours["p90_us"] <= ours["p99_us"]
     assert result["ratio_p50"] == pytest.approx(ours["p50_us"] / raw["p50_us"])
+
+
+def test_a_reply_held_back_is_sent_again_and_left_out_of_the_times() -> None:
+    """An echo that leaves one message unanswered stands in for ZeroMQ holding a reply back."""
+    import threading
+
+    from runtime.evaluation import link_bench
+
+    context = zmq.Context()
+    commands, states = link_bench._raw_echo_sockets(context)
+    leave_next = threading.Event()
+    left: list[bytes] = []
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            if commands.poll(20):
+                message = commands.recv()
+                if leave_next.is_set():
+                    leave_next.clear()
+                    left.append(message)
+                else:
+                    states.send(b"state")
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    raw = link_bench._Raw(link_bench._endpoint(commands), link_bench._endpoint(states), b"command")
+    try:
+        link_bench._until_answered(raw)
+        leave_next.set()
+        assert link_bench._timed_round_trip(raw, "raw") is None  # no reply within HELD_BACK_MS: sent again
+        assert left == [b"command"] and not leave_next.is_set()
+        seconds = link_bench._timed_round_trip(raw, "raw")
+        assert seconds is not None and seconds < link_bench.HELD_BACK_MS / 1000
+    finally:
+        stop.set()
+        thread.join(5)
+        raw.close()
+        commands.close()
+        states.close()
+        context.term()
