@@ -66,7 +66,7 @@ def _echo(pipe: Connection, state_bytes: bytes) -> None:
                 raw_commands.recv()
                 raw_states.send(state_bytes)
             if link.command_socket in ready:
-                command = link.poll(0)
+                command = link.poll(0, readable=True)
                 if isinstance(command, protocol.Command):
                     link.publish_state(command.action, zero, None, False, command.seq)
     finally:

@@ -450,3 +450,39 @@ def test_a_reply_held_back_is_sent_again_and_left_out_of_the_times() -> None:
         commands.close()
         states.close()
         context.term()
+
+
+def test_a_poll_told_the_socket_is_readable_drains_the_backlog_and_does_not_wait_when_it_is_not(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_commands(runtime, controller, wait_until)
+    poller = zmq.Poller()
+    poller.register(controller.command_socket, zmq.POLLIN)
+    before = controller.counters["commands"]
+    seqs = [runtime.send_command(np.full(2, 0.1 * i), 0, 1000.0) for i in range(3)]
+    assert wait_until(lambda: controller.command_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    time.sleep(0.05)  # the other two arrive behind the first
+    assert dict(poller.poll(1000))
+    newest = controller.poll(0, readable=True)
+    assert isinstance(newest, protocol.Command) and newest.seq == seqs[-1]
+    assert controller.counters["commands"] == before + 3
+    # Told readable when nothing waits (a caller's stale readiness): nothing, at once.
+    start = time.monotonic()
+    assert controller.poll(1000, readable=True) is None
+    assert time.monotonic() - start < 0.5
+
+
+def test_the_runtime_takes_the_state_its_wait_saw_and_only_the_newest(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_states(runtime, controller, wait_until)
+    for seq in (7, 8, 9):
+        controller.publish_state(np.full(2, float(seq)), np.zeros(2), None, False, seq)
+    time.sleep(0.05)  # all three are in; the conflating socket keeps the last
+    assert runtime.wait_for_state(1000)
+    state = runtime.latest_state()
+    assert state is not None and state.last_command_seq == 9
+    assert runtime.latest_state() is None  # taken once
+    controller.publish_state(np.zeros(2), np.zeros(2), None, False, 10)
+    newer = wait_state(runtime, 2.0)
+    assert newer is not None and newer.last_command_seq == 10
