@@ -137,7 +137,8 @@ class ControllerLink:
 
     @property
     def command_socket(self) -> zmq.Socket:
-        """For a caller that waits on commands and other sockets in one zmq.Poller, then calls poll(0)."""
+        """For a caller that waits on commands and other sockets in one zmq.Poller, then calls
+        poll(0, readable=True)."""
         return self._commands
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
@@ -161,19 +162,23 @@ class ControllerLink:
         endpoint = socket.getsockopt(zmq.LAST_ENDPOINT)
         return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
 
-    def poll(self, timeout_ms: float) -> protocol.Command | protocol.Stop | None:
-        """Wait up to timeout_ms for input, drain it all, return the newest valid command or stop."""
+    def poll(self, timeout_ms: float, *, readable: bool = False) -> protocol.Command | protocol.Stop | None:
+        """Wait up to timeout_ms for input, drain it all, return the newest valid command or stop. `readable`: the
+        caller's own zmq.Poller has just said the command socket is readable, so no wait and no check is needed."""
         if self._guard is not None:
             self._guard.drain()
-        # Without a wait, EVENTS below tells as much as a poll, which would cost a second call.
-        if timeout_ms > 0 and self._commands.poll(int(timeout_ms), zmq.POLLIN) == 0:
-            return None
+        if not readable and timeout_ms > 0:
+            readable = self._commands.poll(int(timeout_ms), zmq.POLLIN) != 0
+            if not readable:
+                return None
         newest: protocol.Command | protocol.Stop | None = None
         taken = 0
         for _ in range(_COMMAND_QUEUE):  # bounded, so a flooding sender cannot stall the control loop
-            # EVENTS, not recv until zmq.Again: raising costs more than the rest of a command's handling.
-            if taken >= POLL_BUDGET_BYTES or not int(self._commands.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            # EVENTS, not recv until zmq.Again: raising costs more than the rest of a command's handling. A poll that
+            # said readable stands for the first check (each is a call into ZeroMQ, a syscall when it is idle).
+            if taken >= POLL_BUDGET_BYTES or not (readable or int(self._commands.getsockopt(zmq.EVENTS)) & zmq.POLLIN):
                 break
+            readable = False
             try:
                 payload = self._commands.recv(zmq.NOBLOCK)
             except zmq.Again:  # EVENTS said one was ready; never wait on the socket whatever it says

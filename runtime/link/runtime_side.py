@@ -80,6 +80,7 @@ class RuntimeLink:
         self._timeout_s = state_timeout_ms / 1000.0
         self._silent = False  # the silence since last_heard was logged
         self._newest: protocol.State | None = None
+        self._readable = False  # wait_for_state saw the state socket readable, and nothing was taken since
         self._newest_stamp: int | None = None  # of the newest state accepted
         self._trouble: dict[str, tuple[int, int]] = {}  # since the last accepted state: reason -> (count, first ns)
         self.last_heard: float | None = None  # time.monotonic() of the last valid state or heartbeat
@@ -130,33 +131,37 @@ class RuntimeLink:
         self.counters["stops_sent"] += 1
         return seq
 
-    def _drain(self) -> None:
-        """Decode everything waiting; keep the newest state, count the rest."""
+    def _take(self) -> None:
+        """Decode the message waiting, if any: the conflating socket holds only the newest. One arriving meanwhile
+        waits for the next call."""
         self._redial.check()
-        # EVENTS, not recv until zmq.Again: raising costs more than the rest of a state's handling.
-        while int(self._states.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            try:
-                payload = self._states.recv(zmq.NOBLOCK)
-            except zmq.Again:  # EVENTS said one was ready; never wait on the socket whatever it says
+        # EVENTS, not recv until zmq.Again: raising costs more than the rest of a state's handling. A wait that just
+        # saw the socket readable stands for it (each is a call into ZeroMQ, a syscall when it is idle).
+        readable, self._readable = self._readable, False
+        if not (readable or int(self._states.getsockopt(zmq.EVENTS)) & zmq.POLLIN):
+            return
+        try:
+            payload = self._states.recv(zmq.NOBLOCK)
+        except zmq.Again:  # EVENTS said one was ready; never wait on the socket whatever it says
+            return
+        try:
+            message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
+        except protocol.ProtocolError as exc:
+            self._drop("bad_messages", str(exc))
+            return
+        if isinstance(message, protocol.State):
+            if not self._in_order(message):
                 return
-            try:
-                message = protocol.decode(payload, protocol.MAX_CONTROL_BYTES)
-            except protocol.ProtocolError as exc:
-                self._drop("bad_messages", str(exc))
-                continue
-            if isinstance(message, protocol.State):
-                if not self._in_order(message):
-                    continue
-                self._newest, self._newest_stamp = message, message.stamp
-                self._trouble.clear()
-                self.counters["states"] += 1
-            elif isinstance(message, protocol.Heartbeat):
-                self.counters["heartbeats"] += 1
-                self._note_trouble("heartbeats")
-            else:
-                self._drop("bad_messages", f"unexpected message type {message.type!r} on the state socket")
-                continue
-            self.last_heard = time.monotonic()
+            self._newest, self._newest_stamp = message, message.stamp
+            self._trouble.clear()
+            self.counters["states"] += 1
+        elif isinstance(message, protocol.Heartbeat):
+            self.counters["heartbeats"] += 1
+            self._note_trouble("heartbeats")
+        else:
+            self._drop("bad_messages", f"unexpected message type {message.type!r} on the state socket")
+            return
+        self.last_heard = time.monotonic()
 
     def _in_order(self, state: protocol.State) -> bool:
         """A state stamped no earlier than the newest seen and not too far ahead of this clock; else dropped."""
@@ -191,11 +196,12 @@ class RuntimeLink:
     def wait_for_state(self, timeout_ms: float) -> bool:
         """Block up to `timeout_ms` until something arrives on the state socket; True if it did. For callers that
         wait on the controller (a round trip, a start-up), not for the control loop, which never blocks here."""
-        return bool(self._states.poll(max(0, int(timeout_ms)), zmq.POLLIN))
+        self._readable = bool(self._states.poll(max(0, int(timeout_ms)), zmq.POLLIN))
+        return self._readable
 
     def latest_state(self) -> protocol.State | None:
         """The newest valid state received since the last call, or None. Never blocks."""
-        self._drain()
+        self._take()
         self._say_silence()
         state, self._newest = self._newest, None
         return state

@@ -409,3 +409,80 @@ def test_the_link_benchmark_times_both_sides_on_real_sockets_in_alternating_bloc
         seq=0, action=np.full(2, 0.25), stamp_capture=now, stamp_send=now, ttl_ms=2000.0, session="0" * 16)))
     assert ours["p50_us"] <= ours["p90_us"] <= ours["p99_us"]
     assert result["ratio_p50"] == pytest.approx(ours["p50_us"] / raw["p50_us"])
+
+
+def test_a_reply_held_back_is_sent_again_and_left_out_of_the_times() -> None:
+    """An echo that leaves one message unanswered stands in for ZeroMQ holding a reply back."""
+    import threading
+
+    from runtime.evaluation import link_bench
+
+    context = zmq.Context()
+    commands, states = link_bench._raw_echo_sockets(context)
+    leave_next = threading.Event()
+    left: list[bytes] = []
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            if commands.poll(20):
+                message = commands.recv()
+                if leave_next.is_set():
+                    leave_next.clear()
+                    left.append(message)
+                else:
+                    states.send(b"state")
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    raw = link_bench._Raw(link_bench._endpoint(commands), link_bench._endpoint(states), b"command")
+    try:
+        link_bench._until_answered(raw)
+        leave_next.set()
+        assert link_bench._timed_round_trip(raw, "raw") is None  # no reply within HELD_BACK_MS: sent again
+        assert left == [b"command"] and not leave_next.is_set()
+        seconds = link_bench._timed_round_trip(raw, "raw")
+        assert seconds is not None and seconds < link_bench.HELD_BACK_MS / 1000
+    finally:
+        stop.set()
+        thread.join(5)
+        raw.close()
+        commands.close()
+        states.close()
+        context.term()
+
+
+def test_a_poll_told_the_socket_is_readable_drains_the_backlog_and_does_not_wait_when_it_is_not(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_commands(runtime, controller, wait_until)
+    poller = zmq.Poller()
+    poller.register(controller.command_socket, zmq.POLLIN)
+    before = controller.counters["commands"]
+    seqs = [runtime.send_command(np.full(2, 0.1 * i), 0, 1000.0) for i in range(3)]
+    assert wait_until(lambda: controller.command_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    time.sleep(0.05)  # the other two arrive behind the first
+    assert dict(poller.poll(1000))
+    newest = controller.poll(0, readable=True)
+    assert isinstance(newest, protocol.Command) and newest.seq == seqs[-1]
+    assert controller.counters["commands"] == before + 3
+    # Told readable when nothing waits (a caller's stale readiness): nothing, at once.
+    start = time.monotonic()
+    assert controller.poll(1000, readable=True) is None
+    assert time.monotonic() - start < 0.5
+
+
+def test_the_runtime_takes_the_state_its_wait_saw_and_only_the_newest(
+    runtime: RuntimeLink, controller: ControllerLink, wait_until: WaitUntil
+) -> None:
+    _connect_states(runtime, controller, wait_until)
+    for seq in (7, 8, 9):
+        controller.publish_state(np.full(2, float(seq)), np.zeros(2), None, False, seq)
+    time.sleep(0.05)  # all three are in; the conflating socket keeps the last
+    assert runtime.wait_for_state(1000)
+    state = runtime.latest_state()
+    assert state is not None and state.last_command_seq == 9
+    assert runtime.latest_state() is None  # taken once
+    controller.publish_state(np.zeros(2), np.zeros(2), None, False, 10)
+    newer = wait_state(runtime, 2.0)
+    assert newer is not None and newer.last_command_seq == 10
