@@ -87,6 +87,9 @@ bench: setup
 	  --set planner.iterations=4 --out $(R)/push-t-k25-cem-small.json
 	$(EL) eval --task push-t --planner cem --set planner.samples=48 --set planner.cem.elites=6 \
 	  --set planner.iterations=3 --out $(R)/push-t-k25-cem-48.json
+	$(EL) eval --task push-t --planner cem --set planner.samples=48 --set planner.cem.elites=6 \
+	  --set planner.iterations=3 --set model.manifest=models/push-t-int8/manifest.json \
+	  --out $(R)/push-t-k25-cem-48-int8.json
 	for k in 25 75; do $(EL) eval --task arm-push --k $$k $(PLANNERS) --planner pytorch_mppi \
 	  --out $(R)/arm-push-k$$k.json || exit 1; done
 	$(EL) bench planner --goals 50 --out $(R)/planner-demo.json
